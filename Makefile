@@ -1,0 +1,47 @@
+# The two commands of the README (`make up`, `make test`) install what is missing first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV_VERSION := 0.13.8
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PY := .venv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help setup up test test-fast bench lint proto clean
+
+help:
+	@echo "make up        start the whole platform locally (installs what is missing)"
+	@echo "make test      install what is missing and run the whole test suite"
+	@echo "make test-fast the suite without slow model/browser tests"
+	@echo "make bench     run the benchmarks and print the figures"
+	@echo "make lint      ruff and mypy"
+
+$(UV):
+	python3 -m pip install --user --quiet "uv==$(UV_VERSION)" || pip install --quiet "uv==$(UV_VERSION)"
+
+# uv.lock is committed; --frozen installs exactly it.
+setup: $(UV)
+	@UV=$$(command -v uv || echo $(HOME)/.local/bin/uv); \
+	$$UV sync --frozen --all-packages --all-extras --quiet
+
+up: setup
+	$(PY) -m stella_services up
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m bench
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy contracts/src sdk/src services/src
+
+proto: setup
+	$(PY) scripts/gen_proto.py
+
+clean:
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Generated gRPC/protobuf stubs. Regenerate with ``make proto``; never edit by hand."""

@@ -1,0 +1,3 @@
+from stella_services.cli.main import app
+
+app()

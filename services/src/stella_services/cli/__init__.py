@@ -1,0 +1,1 @@
+"""The ``stella`` command line."""

@@ -1,0 +1,166 @@
+"""``stella up``: the whole platform on this machine, one process per service."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import typer
+from rich.console import Console
+
+from stella_services.cli.settings import CliSettings
+from stella_services.registry import SERVICES
+from stella_services.runtime.lifecycle import READY_LINE
+from stella_services.runtime.nats_server import (
+    LocalNats,
+    answers_with_jetstream,
+    port_in_use,
+    url_host_port,
+)
+
+UP_LINE = "STELLA-UP"  # printed once everything is ready; tests and scripts wait for it
+console = Console(stderr=True, highlight=False)
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[str]
+    log_path: Path
+    ready: threading.Event = field(default_factory=threading.Event)
+
+    def watch_stdout(self) -> None:
+        assert self.process.stdout is not None
+        with open(self.log_path, "a", encoding="utf-8") as log:
+            for line in self.process.stdout:
+                if line.startswith(READY_LINE):
+                    self.ready.set()
+                log.write(line)
+                log.flush()
+
+
+def service_plan(requested: list[str] | None) -> list[str]:
+    """Which services to start, in start order: the recorder first, so nothing is missed."""
+    names = requested or list(SERVICES)
+    unknown = [n for n in names if n not in SERVICES]
+    if unknown:
+        raise typer.BadParameter(f"unknown service(s): {', '.join(unknown)}")
+    order = list(SERVICES)
+    return sorted(dict.fromkeys(names), key=order.index)
+
+
+def _ensure_nats(settings: CliSettings, logs: Path) -> tuple[str, LocalNats | None]:
+    url = settings.nats_url
+    if asyncio.run(answers_with_jetstream(url)):
+        console.print(f"[green]✓[/] NATS answers at {url} (JetStream on)")
+        return url, None
+    host, port = url_host_port(url)
+    if host not in ("127.0.0.1", "localhost") or port_in_use(host, port):
+        port = 0  # something else holds the port (or a remote URL): run ours on a free one
+    local = LocalNats(store_dir=settings.data_dir / "nats", port=port, log_file=logs / "nats.log")
+    with console.status("starting nats-server (JetStream)…"):
+        local.start()
+    console.print(f"[green]✓[/] nats-server started at {local.url} (pid {local.process.pid})"  # type: ignore[union-attr]
+                  )
+    return local.url, local
+
+
+def _start(name: str, env: dict[str, str], logs: Path) -> Child:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stella_services", "serve", name],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=open(logs / f"{name}.err.log", "a"),  # noqa: SIM115
+        text=True,
+        bufsize=1,
+    )
+    child = Child(name, process, logs / f"{name}.log")
+    threading.Thread(target=child.watch_stdout, daemon=True, name=f"{name}-stdout").start()
+    return child
+
+
+def _stop_all(children: list[Child], nats: LocalNats | None) -> None:
+    for child in reversed(children):
+        if child.process.poll() is None:
+            child.process.terminate()
+    for child in reversed(children):
+        try:
+            child.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+            child.process.wait()
+    if nats is not None:
+        nats.stop()
+
+
+def up(
+    services: list[str] | None = typer.Option(None, "--service", "-s", help="start only these"),
+    ready_timeout: float = typer.Option(120.0, help="seconds to wait for each service"),
+) -> None:
+    """Start NATS (unless NATS_URL answers), ClickHouse (embedded) and every service."""
+    settings = CliSettings()
+    data_dir = settings.data_dir.resolve()
+    logs = data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    names = service_plan(services)
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    # SIGINT explicitly too: a shell starting us in the background would have it ignored.
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    children: list[Child] = []
+    nats: LocalNats | None = None
+    try:
+        nats_url, nats = _ensure_nats(settings, logs)
+        env = {**os.environ, "NATS_URL": nats_url, "STELLA_DATA_DIR": str(data_dir)}
+        for name in names:
+            with console.status(f"starting {name}…"):
+                child = _start(name, env, logs)
+                children.append(child)
+                deadline = time.monotonic() + ready_timeout
+                while not child.ready.wait(0.1):
+                    if child.process.poll() is not None or time.monotonic() > deadline:
+                        why = ("exited" if child.process.poll() is not None else "timed out")
+                        console.print(f"[red]✗ {name} {why}; see {logs / (name + '.err.log')}[/]")
+                        raise typer.Exit(1)
+            console.print(f"[green]✓[/] {name} ready (pid {child.process.pid})")
+        _summary(settings, nats_url, data_dir, logs)
+        print(UP_LINE, flush=True)
+        while True:
+            for child in children:
+                if child.process.poll() is not None:
+                    console.print(f"[red]{child.name} exited with {child.process.returncode}; "
+                                  f"see {logs / (child.name + '.err.log')}. Stopping.[/]")
+                    raise typer.Exit(1)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        console.print("\nstopping…")
+    finally:
+        _stop_all(children, nats)
+        console.print("[green]stopped[/]")
+
+
+def _summary(settings: CliSettings, nats_url: str, data_dir: Path, logs: Path) -> None:
+    dsn = os.environ.get("CLICKHOUSE_URL") or f"chdb:///{data_dir / 'clickhouse'} (embedded)"
+    console.print()
+    console.print("[bold]STELLA is up[/]")
+    console.print(f"  NATS           {nats_url}")
+    console.print(f"  ClickHouse     {dsn}")
+    console.print(f"  history gRPC   {settings.history_addr}")
+    console.print(f"  logs           {logs}")
+    console.print()
+    console.print("  in another terminal:")
+    console.print(f"    export NATS_URL={nats_url}")
+    console.print("    uv run stella events")
+    console.print('    uv run stella query "SELECT type, count() FROM stella.events GROUP BY type"')
+    console.print("  Ctrl-C stops everything.")

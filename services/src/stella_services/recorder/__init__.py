@@ -1,0 +1,1 @@
+"""The recorder: every session event into ClickHouse, chat history and analytics over gRPC."""

@@ -1,0 +1,45 @@
+"""The services ``stella serve`` and ``stella up`` know, imported only when started."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from stella_services.runtime.lifecycle import Service
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    name: str
+    target: str  # "module:Class"
+    summary: str
+
+    def create(self) -> Service:
+        module_name, cls_name = self.target.split(":")
+        cls = getattr(importlib.import_module(module_name), cls_name)
+        service: Service = cls()
+        return service
+
+
+SERVICES: dict[str, ServiceSpec] = {
+    spec.name: spec
+    for spec in (
+        ServiceSpec(
+            "recorder",
+            "stella_services.recorder.service:RecorderService",
+            "every session event into ClickHouse; chat history and analytics over gRPC",
+        ),
+    )
+}
+
+
+class UnknownService(KeyError):
+    def __str__(self) -> str:
+        return f"unknown service {self.args[0]!r}; known: {', '.join(sorted(SERVICES))}"
+
+
+def get(name: str) -> ServiceSpec:
+    try:
+        return SERVICES[name]
+    except KeyError:
+        raise UnknownService(name) from None

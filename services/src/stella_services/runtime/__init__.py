@@ -1,0 +1,1 @@
+"""What every STELLA service shares: bus connection, streams, lifecycle, telemetry."""

@@ -1,0 +1,60 @@
+"""Running a service as a process: logging, telemetry, signals, clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import faulthandler
+import logging
+import signal
+import sys
+from typing import Protocol
+
+from stella_services.runtime import telemetry
+from stella_services.runtime.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+READY_LINE = "STELLA-READY"  # printed once a service is serving; `stella up` and tests wait for it
+
+
+class Service(Protocol):
+    name: str
+    settings: ServiceSettings
+
+    async def start(self) -> None:
+        """Connect and begin serving; return once ready."""
+
+    async def stop(self) -> None:
+        """Finish in-flight work and release everything; called once."""
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def serve(service: Service) -> None:
+    """Start ``service``, wait for SIGTERM/SIGINT, then stop it cleanly."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    telemetry.setup_telemetry(service.name, service.settings.instance)
+    await service.start()
+    print(f"{READY_LINE} {service.name} {service.settings.instance}", flush=True)
+    try:
+        await stop.wait()
+        log.info("%s stopping", service.name)
+    finally:
+        await service.stop()
+        telemetry.shutdown_telemetry()
+        log.info("%s stopped", service.name)
+
+
+def run(service: Service) -> None:
+    configure_logging(service.settings.log_level)
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps every thread's stack
+    asyncio.run(serve(service))

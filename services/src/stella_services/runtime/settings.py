@@ -1,0 +1,35 @@
+"""Settings every service shares; each service extends :class:`ServiceSettings`."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+
+def default_instance() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STELLA_", extra="ignore", populate_by_name=True)
+
+    nats_url: str = Field(
+        default=DEFAULT_NATS_URL,
+        validation_alias=AliasChoices("NATS_URL", "STELLA_NATS_URL"),
+        description="NATS server(s), comma separated",
+    )
+    data_dir: Path = Field(default=Path(".stella"), description="local state (embedded DB, NATS)")
+    instance: str = Field(default_factory=default_instance, description="this replica's name")
+    log_level: str = "INFO"
+    events_max_age_days: float = Field(
+        default=30.0, gt=0, description="how long JetStream keeps events after recording"
+    )
+
+    def nats_servers(self) -> list[str]:
+        return [u.strip() for u in self.nats_url.split(",") if u.strip()]
