@@ -133,6 +133,12 @@ def history(
         err.print("[dim]no messages for this session[/]")
 
 
+def _is_integer_type(clickhouse_type: str) -> bool:
+    """Protobuf numbers are doubles; integer columns print without the '.0'."""
+    bare = clickhouse_type.removeprefix("Nullable(").removeprefix("LowCardinality(")
+    return bare.startswith(("Int", "UInt"))
+
+
 def query(
     sql: str = typer.Argument(..., help="one read-only statement, e.g. SELECT count() FROM stella.events"),
     max_rows: int = typer.Option(1000, "--max-rows", help="at most this many rows"),
@@ -147,7 +153,11 @@ def query(
         except grpc.RpcError as exc:
             raise _fail(exc, settings) from None
     names = [c.name for c in reply.columns]
-    rows = [json_format.MessageToDict(r) for r in reply.rows]
+    integral = [_is_integer_type(c.type) for c in reply.columns]
+    rows = [
+        [int(v) if i and isinstance(v, float) else v for v, i in zip(row, integral, strict=True)]
+        for row in (json_format.MessageToDict(r) for r in reply.rows)
+    ]
     if raw:
         for row in rows:
             console.print(json.dumps(dict(zip(names, row, strict=True)), ensure_ascii=False), soft_wrap=True)

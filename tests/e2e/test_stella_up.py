@@ -1,0 +1,93 @@
+"""`stella up` as a new user runs it: NATS + recorder start, the CLI looks inside, SIGTERM stops all."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from stella_contracts import AgentText, UserText
+from stella_services.runtime.bus import Bus
+from stella_services.runtime.nats_server import free_port
+from stella_services.runtime.settings import ServiceSettings
+
+STELLA = [sys.executable, "-m", "stella_services"]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead for our purposes
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+async def test_stella_up_query_events_and_clean_stop(tmp_path: Path, uid: str) -> None:
+    nats_port, grpc_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "NATS_URL": f"nats://127.0.0.1:{nats_port}",  # nothing answers: up starts nats-server
+        "STELLA_DATA_DIR": str(tmp_path / "stella"),
+        "STELLA_HISTORY_ADDR": f"127.0.0.1:{grpc_port}",
+        "CLICKHOUSE_URL": "",
+        "COLUMNS": "200",
+    }
+    up = subprocess.Popen(STELLA + ["up"], env=env, stdout=subprocess.PIPE,
+                          stderr=open(tmp_path / "up.err", "w"), text=True)
+    try:
+        assert up.stdout is not None
+        line = ""
+        deadline = time.monotonic() + 120
+        while "STELLA-UP" not in line and time.monotonic() < deadline:
+            line = up.stdout.readline()
+            assert line or up.poll() is None, (tmp_path / "up.err").read_text()
+        banner = (tmp_path / "up.err").read_text()
+        assert "STELLA is up" in banner and f"nats://127.0.0.1:{nats_port}" in banner
+        pids = [int(p) for p in re.findall(r"pid (\d+)", banner)]
+        assert len(pids) == 2 and all(alive(p) for p in pids)  # nats-server and recorder
+
+        sid = f"up-{uid}"
+        tail = subprocess.Popen(STELLA + ["events", "--session", sid, "-n", "2"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)  # let `events` subscribe before we publish
+        bus = await Bus.connect(ServiceSettings(nats_url=env["NATS_URL"]), "cli-test")
+        await bus.emit(sid, UserText(text="what is on my list"))
+        await bus.emit(sid, AgentText(text="Buy milk."))
+        await bus.close()
+        out, err = tail.communicate(timeout=30)
+        assert tail.returncode == 0, err
+        assert "user.text" in out and "what is on my list" in out
+        assert "agent.text" in out and "Buy milk." in out
+
+        query = f"SELECT count() AS n FROM stella.events WHERE session_id = '{sid}'"
+        for _ in range(50):
+            q = subprocess.run(STELLA + ["query", query, "--json"], env=env,
+                               capture_output=True, text=True, timeout=60)
+            if '{"n": 2}' in q.stdout:
+                break
+            await asyncio.sleep(0.2)
+        assert q.returncode == 0, q.stderr
+        assert '{"n": 2}' in q.stdout
+
+        h = subprocess.run(STELLA + ["history", sid], env=env, capture_output=True, text=True,
+                           timeout=60)
+        assert h.returncode == 0 and "what is on my list" in h.stdout and "Buy milk." in h.stdout
+        refused = subprocess.run(STELLA + ["query", "DROP TABLE stella.events"], env=env,
+                                 capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1 and "only read queries" in refused.stderr
+    finally:
+        up.terminate()
+        up.wait(60)
+    assert up.returncode == 0
+    for pid in pids:
+        for _ in range(100):
+            if not alive(pid):
+                break
+            time.sleep(0.1)
+        assert not alive(pid), f"pid {pid} still running after stella up stopped"
