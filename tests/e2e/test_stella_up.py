@@ -1,4 +1,4 @@
-"""`stella up` as a new user runs it: NATS + recorder start, the CLI looks inside, SIGTERM stops all."""
+"""`stella up` as a new user runs it: everything starts, the CLI looks inside, SIGTERM stops all."""
 
 from __future__ import annotations
 
@@ -38,8 +38,13 @@ async def test_stella_up_query_events_and_clean_stop(tmp_path: Path, uid: str) -
         "CLICKHOUSE_URL": "",
         "COLUMNS": "200",
     }
-    up = subprocess.Popen(STELLA + ["up"], env=env, stdout=subprocess.PIPE,
-                          stderr=open(tmp_path / "up.err", "w"), text=True)
+    up = subprocess.Popen(
+        [*STELLA, "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=open(tmp_path / "up.err", "w"),
+        text=True,
+    )
     try:
         assert up.stdout is not None
         line = ""
@@ -53,8 +58,13 @@ async def test_stella_up_query_events_and_clean_stop(tmp_path: Path, uid: str) -
         assert len(pids) == 2 and all(alive(p) for p in pids)  # nats-server and recorder
 
         sid = f"up-{uid}"
-        tail = subprocess.Popen(STELLA + ["events", "--session", sid, "-n", "2"], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        tail = subprocess.Popen(
+            [*STELLA, "events", "--session", sid, "-n", "2"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(1.5)  # let `events` subscribe before we publish
         bus = await Bus.connect(ServiceSettings(nats_url=env["NATS_URL"]), "cli-test")
         await bus.emit(sid, UserText(text="what is on my list"))
@@ -67,19 +77,30 @@ async def test_stella_up_query_events_and_clean_stop(tmp_path: Path, uid: str) -
 
         query = f"SELECT count() AS n FROM stella.events WHERE session_id = '{sid}'"
         for _ in range(50):
-            q = subprocess.run(STELLA + ["query", query, "--json"], env=env,
-                               capture_output=True, text=True, timeout=60)
+            q = subprocess.run(
+                [*STELLA, "query", query, "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             if '{"n": 2}' in q.stdout:
                 break
             await asyncio.sleep(0.2)
         assert q.returncode == 0, q.stderr
         assert '{"n": 2}' in q.stdout
 
-        h = subprocess.run(STELLA + ["history", sid], env=env, capture_output=True, text=True,
-                           timeout=60)
+        h = subprocess.run(
+            [*STELLA, "history", sid], env=env, capture_output=True, text=True, timeout=60
+        )
         assert h.returncode == 0 and "what is on my list" in h.stdout and "Buy milk." in h.stdout
-        refused = subprocess.run(STELLA + ["query", "DROP TABLE stella.events"], env=env,
-                                 capture_output=True, text=True, timeout=60)
+        refused = subprocess.run(
+            [*STELLA, "query", "DROP TABLE stella.events"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert refused.returncode == 1 and "only read queries" in refused.stderr
     finally:
         up.terminate()

@@ -7,7 +7,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
 from stella_contracts import (
     AgentText,
     Envelope,
@@ -70,7 +69,11 @@ async def test_history_orders_limits_and_filters(store: EventStore) -> None:
 
     full = await store.history("s1", 100, include_debug=True)
     assert [m.message_type for m in full] == [
-        "user_text", "stt.vad", "transcript", "tool.call", "agent_text",
+        "user_text",
+        "stt.vad",
+        "transcript",
+        "tool.call",
+        "agent_text",
     ]
     newest_two = await store.history("s1", 2, include_debug=True)
     assert [m.message_type for m in newest_two] == ["tool.call", "agent_text"]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from stella_contracts import AgentText, Envelope, UserText
 from stella_services.runtime.bus import Bus
+
 from tests.support.history import HistoryClient
 from tests.support.processes import ServiceProcess
 
@@ -74,6 +75,8 @@ async def test_sigkill_mid_stream_keeps_each_event_exactly_once(
     # and each session's messages come back in publish order
     msgs = history.history(f"{prefix}-7", limit=500)
     assert [m.content for m in msgs] == [
-        e.payload.text for e in envelopes if e.session_id == f"{prefix}-7"  # type: ignore[attr-defined]
+        e.payload.text
+        for e in envelopes
+        if e.session_id == f"{prefix}-7"  # type: ignore[attr-defined]
     ]
     history.close()

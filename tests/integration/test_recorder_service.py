@@ -11,7 +11,6 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
 from stella_contracts import (
     AgentText,
     DeadLetter,
@@ -25,6 +24,7 @@ from stella_contracts import (
 )
 from stella_contracts.proto import history_pb2
 from stella_services.runtime.bus import Bus
+
 from tests.support.history import HistoryClient
 from tests.support.processes import ServiceProcess
 
@@ -78,18 +78,30 @@ async def test_get_chat_history_field_by_field(bus: Bus, recorder: HistoryClient
 
     debug = recorder.history(sid, include_debug=True)
     assert [m.message_type for m in debug] == [
-        "user_text", "tool.call", "tool.result", "transcript_partial", "transcript",
-        "agent_text", "debug",
+        "user_text",
+        "tool.call",
+        "tool.result",
+        "transcript_partial",
+        "transcript",
+        "agent_text",
+        "debug",
     ]
     assert [m.role for m in debug] == [
-        "user", "system", "system", "user", "user", "assistant", "system",
+        "user",
+        "system",
+        "system",
+        "user",
+        "user",
+        "assistant",
+        "system",
     ]
     assert debug[1].content == 'create_task({"title":"Buy milk"})'
     timestamps = [m.timestamp for m in debug]
     assert timestamps == sorted(timestamps)
 
     assert [m.content for m in recorder.history(sid, limit=2)] == [
-        "And call mom.", "Done: task 1 created.",
+        "And call mom.",
+        "Done: task 1 created.",
     ]
     assert [m.message_type for m in recorder.history(sid, limit=1, include_debug=True)] == ["debug"]
     assert recorder.history(f"nobody-{uid}") == []
@@ -125,13 +137,23 @@ async def test_query_reads_and_refuses(bus: Bus, recorder: HistoryClient, uid: s
         ),
         timeout=10,
     )
-    assert [(c.name, c.type) for c in reply.columns] == [("type", "LowCardinality(String)"),
-                                                           ("n", "UInt64")]
+    assert [(c.name, c.type) for c in reply.columns] == [
+        ("type", "LowCardinality(String)"),
+        ("n", "UInt64"),
+    ]
     rows = {r.values[0].string_value: r.values[1].number_value for r in reply.rows}
-    assert rows == {"agent.text": 1, "debug": 1, "stt.transcript": 2, "tool.call": 1,
-                    "tool.result": 1, "user.text": 1}
-    for bad, why in [("DELETE FROM stella.events WHERE 1", "only read queries"),
-                     ("SELECT * FROM nowhere.table", "nowhere")]:
+    assert rows == {
+        "agent.text": 1,
+        "debug": 1,
+        "stt.transcript": 2,
+        "tool.call": 1,
+        "tool.result": 1,
+        "user.text": 1,
+    }
+    for bad, why in [
+        ("DELETE FROM stella.events WHERE 1", "only read queries"),
+        ("SELECT * FROM nowhere.table", "nowhere"),
+    ]:
         with pytest.raises(grpc.RpcError) as info:
             recorder.stub.Query(history_pb2.QueryRequest(sql=bad), timeout=10)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -149,7 +171,9 @@ async def test_malformed_message_goes_to_dead_letter_and_recording_goes_on(
 
     sub = await bus.nc.subscribe(subjects.deadletter("recorder"), cb=on_letter)
     await bus.emit(sid, UserText(text="before"))
-    await bus.js.publish(subjects.session_event(sid, "user.text"), b'{"this is": "not an envelope"}')
+    await bus.js.publish(
+        subjects.session_event(sid, "user.text"), b'{"this is": "not an envelope"}'
+    )
     wrong_place = bus.wrap(sid, UserText(text="misfiled")).to_json()
     await bus.js.publish(subjects.session_event(sid, "agent.text"), wrong_place)
     await bus.emit(sid, UserText(text="after"))

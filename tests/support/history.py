@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import grpc
-
 from stella_contracts.proto import history_pb2, history_pb2_grpc
 
 
@@ -17,7 +16,9 @@ class HistoryClient:
     def history(
         self, session_id: str, limit: int | None = None, include_debug: bool = False
     ) -> list[history_pb2.ChatMessage]:
-        request = history_pb2.GetChatHistoryRequest(session_id=session_id, include_debug=include_debug)
+        request = history_pb2.GetChatHistoryRequest(
+            session_id=session_id, include_debug=include_debug
+        )
         if limit is not None:
             request.limit = limit
         return list(self.stub.GetChatHistory(request, timeout=10).messages)

@@ -26,7 +26,7 @@ class ServiceProcess:
     def start(self, timeout: float = 60.0) -> ServiceProcess:
         self._ready.clear()
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        err = open(self.log_dir / f"{self.name}.err.log", "a")  # noqa: SIM115
+        err = open(self.log_dir / f"{self.name}.err.log", "a")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "stella_services", "serve", self.name],
             env={**os.environ, **self.env},

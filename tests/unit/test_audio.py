@@ -1,5 +1,4 @@
 import pytest
-
 from stella_contracts import audio
 from stella_contracts.audio import AudioFrame, InvalidAudioFrame
 

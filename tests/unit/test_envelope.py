@@ -2,7 +2,6 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-
 from stella_contracts import (
     AgentText,
     Envelope,
@@ -29,7 +28,8 @@ def test_factory_numbers_per_session_and_ids_are_uuid7_in_order() -> None:
 
 def test_json_round_trip_keeps_the_typed_payload() -> None:
     env = EnvelopeFactory("t", "1").wrap(
-        "s1", ToolCall(call_id="c1", name="create_task", arguments={"title": "t", "n": [1, 2]}),
+        "s1",
+        ToolCall(call_id="c1", name="create_task", arguments={"title": "t", "n": [1, 2]}),
         trace="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
     )
     back = Envelope.from_json(env.to_json())
@@ -93,14 +93,25 @@ def test_payload_as_refuses_the_wrong_model() -> None:
 
 def test_every_architecture_event_type_has_a_model() -> None:
     expected = {
-        "lifecycle.created", "lifecycle.ended", "user.text", "stt.vad", "stt.transcript",
-        "agent.text", "tts.request", "tts.done", "control.interrupt", "tool.call",
-        "tool.result", "metrics.turn", "debug",
+        "lifecycle.created",
+        "lifecycle.ended",
+        "user.text",
+        "stt.vad",
+        "stt.transcript",
+        "agent.text",
+        "tts.request",
+        "tts.done",
+        "control.interrupt",
+        "tool.call",
+        "tool.result",
+        "metrics.turn",
+        "debug",
     }
     assert expected <= set(Event.known_types())
 
 
 def test_defining_a_type_twice_is_an_error() -> None:
     with pytest.raises(TypeError):
+
         class Again(Event):
             TYPE = "user.text"

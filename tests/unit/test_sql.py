@@ -1,5 +1,4 @@
 import pytest
-
 from stella_services.recorder import sql
 from stella_services.recorder.sql import NotReadOnly
 
@@ -19,8 +18,11 @@ from stella_services.recorder.sql import NotReadOnly
     ],
 )
 def test_reads_are_allowed(query: str) -> None:
-    assert sql.ensure_read_only(query).upper().lstrip().startswith(
-        ("SELECT", "WITH", "SHOW", "DESC", "EXPLAIN")
+    assert (
+        sql.ensure_read_only(query)
+        .upper()
+        .lstrip()
+        .startswith(("SELECT", "WITH", "SHOW", "DESC", "EXPLAIN"))
     )
 
 
@@ -50,9 +52,9 @@ def test_history_sql_filters_chat_unless_debug() -> None:
     assert "is_chat = 1" in sql.history_sql(include_debug=False)
     assert "is_chat" not in sql.history_sql(include_debug=True)
     text = sql.history_sql(False)
-    # newest N picked, then returned oldest first
-    assert "ORDER BY ts DESC, id DESC LIMIT {limit:UInt32}" in text
-    assert text.endswith("ORDER BY ts ASC, id ASC")
+    # newest N picked (the store reverses them to oldest first)
+    assert "ORDER BY ts DESC, toString(id) DESC LIMIT {limit:UInt32}" in text
+    assert "FINAL" in text
 
 
 @pytest.mark.parametrize("limit", [0, -1, 501])
@@ -62,7 +64,10 @@ def test_history_limit_bounds(limit: int) -> None:
 
 
 def test_split_statements_drops_comments_and_blanks() -> None:
-    script = "-- a\nCREATE TABLE a (x UInt8) ENGINE=Memory;\n\n/* b */ CREATE TABLE b (y UInt8) ENGINE=Memory;\n"
+    script = (
+        "-- a\nCREATE TABLE a (x UInt8) ENGINE=Memory;\n\n"
+        "/* b */ CREATE TABLE b (y UInt8) ENGINE=Memory;\n"
+    )
     assert sql.split_statements(script) == [
         "CREATE TABLE a (x UInt8) ENGINE=Memory",
         "CREATE TABLE b (y UInt8) ENGINE=Memory",

@@ -1,5 +1,4 @@
 import pytest
-
 from stella_contracts import subjects
 from stella_contracts.subjects import InvalidSubjectToken
 

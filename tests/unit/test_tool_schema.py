@@ -497,7 +497,7 @@ def test_model_default_data_is_not_rewritten() -> None:
         title: str
 
     @tool
-    def f(doc: Doc = Doc(title="untitled")) -> None:  # noqa: B008 - immutable use
+    def f(doc: Doc = Doc(title="untitled")) -> None:
         """Default model."""
 
     assert _props(f)["doc"]["default"] == {"title": "untitled"}

@@ -6,6 +6,7 @@ JetStream drops a re-published duplicate.
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -82,9 +83,10 @@ class Envelope(BaseModel):
 
     @property
     def subject(self) -> str:
-        return subjects.session_event(self.session_id, self.type)
+        # session_id and type were both validated when this envelope was built
+        return f"{subjects.ROOT}.session.{self.session_id}.{self.type}"
 
-    def payload_as(self, model: type[E]) -> E:
+    def payload_as(self, model: builtins.type[E]) -> E:  # `type` is a field here
         if not isinstance(self.payload, model):
             raise TypeError(f"envelope holds {self.type!r}, not {model.TYPE!r}")
         return self.payload

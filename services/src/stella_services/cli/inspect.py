@@ -15,9 +15,9 @@ from nats.aio.msg import Msg
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-
 from stella_contracts import Envelope, InvalidEnvelope, chat_view, subjects
 from stella_contracts.proto import history_pb2, history_pb2_grpc
+
 from stella_services.cli.settings import CliSettings
 
 console = Console(highlight=False)
@@ -42,7 +42,9 @@ def events(
     session: str | None = typer.Option(None, "--session", "-s", help="only this session"),
     replay: bool = typer.Option(False, "--replay", help="start from the oldest stored event"),
     raw: bool = typer.Option(False, "--json", help="print each envelope as JSON"),
-    count: int = typer.Option(0, "--count", "-n", help="stop after this many (0: run until Ctrl-C)"),
+    count: int = typer.Option(
+        0, "--count", "-n", help="stop after this many (0: run until Ctrl-C)"
+    ),
 ) -> None:
     """Live tail of session envelopes on the bus."""
     settings = CliSettings()
@@ -52,9 +54,13 @@ def events(
 
 async def _tail(settings: CliSettings, subject: str, replay: bool, raw: bool, count: int) -> None:
     try:
-        nc = await nats.connect(settings.nats_servers(), connect_timeout=3, max_reconnect_attempts=3)
+        nc = await nats.connect(
+            settings.nats_servers(), connect_timeout=3, max_reconnect_attempts=3
+        )
     except Exception as exc:
-        err.print(f"[red]cannot reach NATS at {settings.nats_url}: {exc}[/] (is `stella up` running?)")
+        err.print(
+            f"[red]cannot reach NATS at {settings.nats_url}: {exc}[/] (is `stella up` running?)"
+        )
         raise typer.Exit(1) from None
     done = asyncio.Event()
     seen = 0
@@ -92,8 +98,10 @@ def _stub(settings: CliSettings) -> tuple[grpc.Channel, history_pb2_grpc.History
 def _fail(exc: grpc.RpcError, settings: CliSettings) -> typer.Exit:
     code = exc.code()
     if code == grpc.StatusCode.UNAVAILABLE:
-        err.print(f"[red]the recorder at {settings.history_addr} is not reachable[/]"
-                  " (is `stella up` running? set STELLA_HISTORY_ADDR)")
+        err.print(
+            f"[red]the recorder at {settings.history_addr} is not reachable[/]"
+            " (is `stella up` running? set STELLA_HISTORY_ADDR)"
+        )
     else:
         err.print(f"[red]{code.name}: {exc.details()}[/]")
     return typer.Exit(1)
@@ -126,8 +134,9 @@ def history(
     for col in ("time", "role", "type", "content"):
         table.add_column(col, overflow="fold")
     for m in reply.messages:
-        table.add_row(m.timestamp, m.role, m.message_type, m.content,
-                      style=_TYPE_STYLE.get(m.role, ""))
+        table.add_row(
+            m.timestamp, m.role, m.message_type, m.content, style=_TYPE_STYLE.get(m.role, "")
+        )
     console.print(table)
     if not reply.messages:
         err.print("[dim]no messages for this session[/]")
@@ -140,7 +149,9 @@ def _is_integer_type(clickhouse_type: str) -> bool:
 
 
 def query(
-    sql: str = typer.Argument(..., help="one read-only statement, e.g. SELECT count() FROM stella.events"),
+    sql: str = typer.Argument(
+        ..., help="one read-only statement, e.g. SELECT count() FROM stella.events"
+    ),
     max_rows: int = typer.Option(1000, "--max-rows", help="at most this many rows"),
     raw: bool = typer.Option(False, "--json", help="print rows as JSON lines"),
 ) -> None:
@@ -160,7 +171,9 @@ def query(
     ]
     if raw:
         for row in rows:
-            console.print(json.dumps(dict(zip(names, row, strict=True)), ensure_ascii=False), soft_wrap=True)
+            console.print(
+                json.dumps(dict(zip(names, row, strict=True)), ensure_ascii=False), soft_wrap=True
+            )
     else:
         table = Table(*names)
         for row in rows:

@@ -68,8 +68,9 @@ def _ensure_nats(settings: CliSettings, logs: Path) -> tuple[str, LocalNats | No
     local = LocalNats(store_dir=settings.data_dir / "nats", port=port, log_file=logs / "nats.log")
     with console.status("starting nats-server (JetStream)…"):
         local.start()
-    console.print(f"[green]✓[/] nats-server started at {local.url} (pid {local.process.pid})"  # type: ignore[union-attr]
-                  )
+    console.print(
+        f"[green]✓[/] nats-server started at {local.url} (pid {local.process.pid})"  # type: ignore[union-attr]
+    )
     return local.url, local
 
 
@@ -130,7 +131,7 @@ def up(
                 deadline = time.monotonic() + ready_timeout
                 while not child.ready.wait(0.1):
                     if child.process.poll() is not None or time.monotonic() > deadline:
-                        why = ("exited" if child.process.poll() is not None else "timed out")
+                        why = "exited" if child.process.poll() is not None else "timed out"
                         console.print(f"[red]✗ {name} {why}; see {logs / (name + '.err.log')}[/]")
                         raise typer.Exit(1)
             console.print(f"[green]✓[/] {name} ready (pid {child.process.pid})")
@@ -139,8 +140,10 @@ def up(
         while True:
             for child in children:
                 if child.process.poll() is not None:
-                    console.print(f"[red]{child.name} exited with {child.process.returncode}; "
-                                  f"see {logs / (child.name + '.err.log')}. Stopping.[/]")
+                    console.print(
+                        f"[red]{child.name} exited with {child.process.returncode}; "
+                        f"see {logs / (child.name + '.err.log')}. Stopping.[/]"
+                    )
                     raise typer.Exit(1)
             time.sleep(0.5)
     except KeyboardInterrupt:

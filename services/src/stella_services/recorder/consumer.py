@@ -52,6 +52,13 @@ class RecorderStats:
     last_error: str = field(default="")
 
 
+@dataclass
+class Batch:
+    msgs: list[Msg]
+    rows: list[EventRow] = field(default_factory=list)
+    redelivered: list[UUID] = field(default_factory=list)
+
+
 def check_envelope(msg: Msg) -> Envelope:
     """Parse and check one message; raises ValueError with a reason for the dead-letter."""
     try:
@@ -101,29 +108,31 @@ class EventRecorder:
         self._stopping.set()
 
     async def run(self) -> None:
+        """Fetch and parse batch N+1 while batch N is being inserted (one writer, in order)."""
         assert self._sub is not None, "start() first"
-        while not self._stopping.is_set():
-            try:
-                msgs = await self._sub.fetch(self.batch_size, timeout=self.batch_wait_s)
-            except (TimeoutError, NatsTimeout):
-                continue
-            except Exception as exc:  # connection trouble: nats-py reconnects; wait and go on
-                log.warning("fetch failed: %s", exc)
-                await asyncio.sleep(0.2)
-                continue
-            if not msgs:
-                continue
-            try:
-                await self._record(msgs)
-            except Exception:  # unacked: JetStream redelivers the batch after ack_wait
-                log.exception("recording a batch of %d failed", len(msgs))
-        # A pull subscription left subscribed makes nc.drain() wait for its queue forever.
-        await self._sub.unsubscribe()
+        batches: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=2)
+        writer = asyncio.create_task(self._write_loop(batches), name="recorder-writer")
+        try:
+            while not self._stopping.is_set() and not writer.done():
+                try:
+                    msgs = await self._sub.fetch(self.batch_size, timeout=self.batch_wait_s)
+                except (TimeoutError, NatsTimeout):
+                    continue
+                except Exception as exc:  # connection trouble: nats-py reconnects; go on
+                    log.warning("fetch failed: %s", exc)
+                    await asyncio.sleep(0.2)
+                    continue
+                if msgs:
+                    await batches.put(await self._prepare(msgs))
+        finally:
+            await batches.put(None)
+            await writer
+            # A pull subscription left subscribed makes nc.drain() wait for its queue forever.
+            await self._sub.unsubscribe()
 
-    async def _record(self, msgs: list[Msg]) -> None:
-        rows: list[EventRow] = []
-        seen: set[str] = set()
-        redelivered: list[UUID] = []
+    async def _prepare(self, msgs: list[Msg]) -> Batch:
+        batch = Batch(msgs)
+        seen: set[UUID] = set()
         for msg in msgs:
             try:
                 envelope = check_envelope(msg)
@@ -131,18 +140,24 @@ class EventRecorder:
                 await self.bus.dead_letter(msg.subject, msg.data, msg.headers, str(exc))
                 self.stats.dead_lettered += 1
                 continue  # acked with the batch: it now lives in the dead-letter stream
-            key = str(envelope.id)
-            if key in seen:
+            if envelope.id in seen:
                 self.stats.duplicates_skipped += 1
                 continue
-            seen.add(key)
+            seen.add(envelope.id)
             if msg.metadata.num_delivered > 1:
-                redelivered.append(envelope.id)
-            rows.append(event_row(envelope, msg.data.decode()))
-        await self._insert_until_stored(rows, redelivered, msgs)
-        for msg in msgs:
-            await msg.ack()
-        self.stats.batches += 1
+                batch.redelivered.append(envelope.id)
+            batch.rows.append(event_row(envelope, msg.data.decode()))
+        return batch
+
+    async def _write_loop(self, batches: asyncio.Queue[Batch | None]) -> None:
+        while (batch := await batches.get()) is not None:
+            try:
+                await self._insert_until_stored(batch.rows, batch.redelivered, batch.msgs)
+                for msg in batch.msgs:
+                    await msg.ack()
+                self.stats.batches += 1
+            except Exception:  # unacked: JetStream redelivers the batch after ack_wait
+                log.exception("recording a batch of %d failed", len(batch.msgs))
 
     async def _insert_until_stored(
         self, rows: list[EventRow], redelivered: list[UUID], msgs: list[Msg]

@@ -54,14 +54,17 @@ def create_migrations_table_sql() -> str:
 
 
 def history_sql(include_debug: bool) -> str:
-    """The newest ``{limit}`` messages of ``{session_id}``, returned oldest first."""
+    """The newest ``{limit}`` messages of ``{session_id}``, newest first (callers reverse).
+
+    One thread: a history read is a few hundred rows, where thread start-up costs more
+    than it saves.
+    """
     chat_only = "" if include_debug else "AND is_chat = 1"
     return (
-        "SELECT id, ts, role, content, message_type, envelope FROM ("
-        f" SELECT id, ts, seq, role, content, message_type, envelope FROM {EVENTS} FINAL"
+        f"SELECT id, ts, role, content, message_type, envelope FROM {EVENTS} FINAL"
         f" WHERE session_id = {{session_id:String}} {chat_only}"
-        " ORDER BY ts DESC, id DESC LIMIT {limit:UInt32}"
-        ") ORDER BY ts ASC, id ASC"
+        " ORDER BY ts DESC, toString(id) DESC LIMIT {limit:UInt32}"  # UUID sorts by halves
+        " SETTINGS max_threads = 1"
     )
 
 

@@ -137,7 +137,8 @@ class EventStore:
             sql.history_sql(include_debug),
             parameters={"session_id": session_id, "limit": limit},
         )
-        return [HistoryRow(str(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in result.result_rows]
+        newest_first = result.result_rows
+        return [HistoryRow(str(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in reversed(newest_first)]
 
     async def query(self, statement: str, max_rows: int) -> QueryResult:
         checked = sql.ensure_read_only(statement)
