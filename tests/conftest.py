@@ -13,6 +13,7 @@ from stella_services.runtime.bus import Bus
 from stella_services.runtime.nats_server import LocalNats, answers_with_jetstream, free_port
 from stella_services.runtime.settings import ServiceSettings
 
+from tests.support.history import TEST_SECRET
 from tests.support.processes import ServiceProcess
 
 
@@ -58,6 +59,7 @@ def recorder_env(nats_url: str, tmp_path: Path, uid: str) -> dict[str, str]:
         "STELLA_CONSUMER": f"recorder-{uid}",
         "STELLA_ACK_WAIT_S": "3",
         "CLICKHOUSE_URL": "",
+        "STELLA_SECRET": TEST_SECRET,
     }
 
 

@@ -62,12 +62,9 @@ async def test_sigkill_mid_stream_keeps_each_event_exactly_once(
     assert distinct == TOTAL
     # every published id is there (not just the right number of rows)
     expected = {str(e.id) for e in envelopes}
-    reply = history.stub.Query(
-        __import__("stella_contracts.proto.history_pb2", fromlist=["x"]).QueryRequest(
-            sql=f"SELECT toString(id) FROM stella.events WHERE startsWith(session_id, '{prefix}-')",
-            max_rows=TOTAL,
-        ),
-        timeout=30,
+    reply = history.query(
+        f"SELECT toString(id) FROM stella.events WHERE startsWith(session_id, '{prefix}-')",
+        max_rows=TOTAL,
     )
     assert {r.values[0].string_value for r in reply.rows} == expected
     # 0 < recorded before the kill < TOTAL shows the crash really was mid-stream

@@ -23,9 +23,10 @@ from stella_contracts import (
     subjects,
 )
 from stella_contracts.proto import history_pb2
+from stella_services.runtime import tokens
 from stella_services.runtime.bus import Bus
 
-from tests.support.history import HistoryClient
+from tests.support.history import TEST_SECRET, HistoryClient
 from tests.support.processes import ServiceProcess
 
 Start = Callable[[str, dict[str, str]], ServiceProcess]
@@ -130,12 +131,9 @@ async def test_query_reads_and_refuses(bus: Bus, recorder: HistoryClient, uid: s
     sid = f"q-{uid}"
     await emit_conversation(bus, sid)
     assert recorder.wait_for(count(recorder, sid), 7) == 7
-    reply = recorder.stub.Query(
-        history_pb2.QueryRequest(
-            sql=f"SELECT type, count() AS n FROM stella.events WHERE session_id = '{sid}' "
-            "GROUP BY type ORDER BY type"
-        ),
-        timeout=10,
+    reply = recorder.query(
+        f"SELECT type, count() AS n FROM stella.events WHERE session_id = '{sid}' "
+        "GROUP BY type ORDER BY type"
     )
     assert [(c.name, c.type) for c in reply.columns] == [
         ("type", "LowCardinality(String)"),
@@ -155,7 +153,7 @@ async def test_query_reads_and_refuses(bus: Bus, recorder: HistoryClient, uid: s
         ("SELECT * FROM nowhere.table", "nowhere"),
     ]:
         with pytest.raises(grpc.RpcError) as info:
-            recorder.stub.Query(history_pb2.QueryRequest(sql=bad), timeout=10)
+            recorder.query(bad)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert why in (info.value.details() or "")
 
@@ -202,3 +200,49 @@ async def test_reflection_and_health(recorder: HistoryClient) -> None:
         health_pb2.HealthCheckRequest(service="stella.history.v1.HistoryService"), timeout=5
     )
     assert status.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_history_is_private_to_its_session(
+    bus: Bus, recorder: HistoryClient, recorder_env: dict[str, str], uid: str
+) -> None:
+    mine, theirs = f"priv-a-{uid}", f"priv-b-{uid}"
+    await bus.emit(mine, UserText(text="my secret"))
+    await bus.emit(theirs, UserText(text="their secret"))
+    assert recorder.wait_for(count(recorder, theirs), 1) == 1
+    addr = recorder_env["STELLA_HISTORY_ADDR"]
+
+    own = HistoryClient(addr, tokens.mint(TEST_SECRET, mine, tokens.Scope.HISTORY, 60))
+    assert [m.content for m in own.history(mine)] == ["my secret"]
+    cases = [
+        (HistoryClient(addr, "not-a-token"), grpc.StatusCode.UNAUTHENTICATED, "invalid token"),
+        (
+            HistoryClient(addr, tokens.mint(TEST_SECRET, mine, tokens.Scope.HISTORY, -5)),
+            grpc.StatusCode.UNAUTHENTICATED,
+            "expired",
+        ),
+        (
+            HistoryClient(
+                addr,
+                tokens.mint(
+                    "another-platform-secret-0123456789-abcdef", mine, tokens.Scope.HISTORY, 60
+                ),
+            ),
+            grpc.StatusCode.UNAUTHENTICATED,
+            "invalid token",
+        ),
+        (own, grpc.StatusCode.PERMISSION_DENIED, "not"),
+    ]
+    for client, code, text in cases:
+        with pytest.raises(grpc.RpcError) as info:
+            client.history(theirs)
+        assert info.value.code() == code and text in (info.value.details() or "")
+    with pytest.raises(grpc.RpcError) as info:
+        recorder.stub.GetChatHistory(history_pb2.GetChatHistoryRequest(session_id=mine), timeout=5)
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "authorization" in (info.value.details() or "")
+    # a session token cannot run analytics
+    with pytest.raises(grpc.RpcError) as info:
+        own.query("SELECT 1")
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    for client, _, _ in cases:
+        client.close()

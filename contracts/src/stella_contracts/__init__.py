@@ -11,6 +11,7 @@ from stella_contracts.chat import (
     chat_view,
 )
 from stella_contracts.deadletter import DeadLetter
+from stella_contracts.dispatch import DispatchReply, DispatchRequest
 from stella_contracts.envelope import (
     SCHEMA_VERSION,
     Envelope,
@@ -22,6 +23,7 @@ from stella_contracts.envelope import (
 )
 from stella_contracts.events import (
     AgentText,
+    AgentTurnDone,
     ControlInterrupt,
     Debug,
     EndReason,
@@ -40,17 +42,21 @@ from stella_contracts.events import (
     UserText,
     VadState,
 )
+from stella_contracts.tools import ToolInvocation, ToolOutcome
 
 __all__ = [
     "HISTORY_DEFAULT_LIMIT",
     "HISTORY_MAX_LIMIT",
     "SCHEMA_VERSION",
     "AgentText",
+    "AgentTurnDone",
     "ChatMessage",
     "ChatView",
     "ControlInterrupt",
     "DeadLetter",
     "Debug",
+    "DispatchReply",
+    "DispatchRequest",
     "EndReason",
     "Envelope",
     "EnvelopeFactory",
@@ -66,6 +72,8 @@ __all__ = [
     "ToolCall",
     "ToolError",
     "ToolErrorKind",
+    "ToolInvocation",
+    "ToolOutcome",
     "ToolResult",
     "TtsDone",
     "TtsRequest",

@@ -53,6 +53,7 @@ class SessionCreated(Event):
     TYPE: ClassVar[str] = "lifecycle.created"
     agent: str
     room_name: str
+    audio: bool = Field(default=True, description="False for a text-only session")
     metadata: dict[str, str] = Field(default_factory=dict)
 
 
@@ -79,6 +80,17 @@ class AgentText(Event):
     text: str
     turn_id: str = ""
     is_final: bool = True
+
+
+class AgentTurnDone(Event):
+    """The agent finished handling one user turn (its replies, if any, were sent before)."""
+
+    TYPE: ClassVar[str] = "agent.turn_done"
+    turn_id: str
+    duration_ms: float = Field(default=0.0, ge=0)
+    replies: int = Field(default=0, ge=0)
+    error: str = ""
+    interrupted: bool = False
 
 
 # --- speech ----------------------------------------------------------------------------
@@ -172,6 +184,7 @@ class ToolResult(Event):
     result: JsonValue = None
     error: ToolError | None = None
     duration_ms: float = Field(default=0.0, ge=0)
+    executed_by: str = Field(default="", description="the process that ran it")
 
 
 # --- observability ---------------------------------------------------------------------

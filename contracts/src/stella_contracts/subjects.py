@@ -67,6 +67,11 @@ def dispatch(agent_name: str) -> str:
     return f"{ROOT}.dispatch.{token(agent_name, 'agent name')}"
 
 
+def dispatch_room(agent_name: str, room_name: str) -> str:
+    """Assignment to the runner that serves one named room (tried before the pool)."""
+    return f"{ROOT}.dispatch.{token(agent_name, 'agent name')}.{token(room_name, 'room name')}"
+
+
 def tool(tool_name: str) -> str:
     """Execution requests for one tool (queue group request/reply)."""
     return f"{ROOT}.tools.{token(tool_name, 'tool name')}"

@@ -19,6 +19,8 @@ from stella_contracts import Envelope, InvalidEnvelope, chat_view, subjects
 from stella_contracts.proto import history_pb2, history_pb2_grpc
 
 from stella_services.cli.settings import CliSettings
+from stella_services.runtime import tokens
+from stella_services.runtime.secret import SecretError, platform_secret
 
 console = Console(highlight=False)
 err = Console(stderr=True)
@@ -90,9 +92,25 @@ async def _tail(settings: CliSettings, subject: str, replay: bool, raw: bool, co
         await nc.drain()
 
 
-def _stub(settings: CliSettings) -> tuple[grpc.Channel, history_pb2_grpc.HistoryServiceStub]:
+Metadata = tuple[tuple[str, str], ...]
+
+
+def _stub(
+    settings: CliSettings,
+) -> tuple[grpc.Channel, history_pb2_grpc.HistoryServiceStub, Metadata]:
+    """A channel, and the metadata carrying an admin token signed with the platform secret."""
+    try:
+        secret = platform_secret(settings.data_dir, create=False)
+    except SecretError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    token = tokens.mint(secret, "stella-cli", tokens.Scope.ADMIN, ttl_s=300)
     channel = grpc.insecure_channel(settings.history_addr)
-    return channel, history_pb2_grpc.HistoryServiceStub(channel)
+    return (
+        channel,
+        history_pb2_grpc.HistoryServiceStub(channel),
+        (("authorization", f"Bearer {token}"),),
+    )
 
 
 def _fail(exc: grpc.RpcError, settings: CliSettings) -> typer.Exit:
@@ -115,7 +133,7 @@ def history(
 ) -> None:
     """A session's chat history from the recorder, oldest first."""
     settings = CliSettings()
-    channel, stub = _stub(settings)
+    channel, stub, auth = _stub(settings)
     with channel:
         try:
             reply = stub.GetChatHistory(
@@ -123,6 +141,7 @@ def history(
                     session_id=session_id, limit=limit, include_debug=debug
                 ),
                 timeout=10,
+                metadata=auth,
             )
         except grpc.RpcError as exc:
             raise _fail(exc, settings) from None
@@ -157,10 +176,12 @@ def query(
 ) -> None:
     """Run read-only SQL on the recorded events and print a table."""
     settings = CliSettings()
-    channel, stub = _stub(settings)
+    channel, stub, auth = _stub(settings)
     with channel:
         try:
-            reply = stub.Query(history_pb2.QueryRequest(sql=sql, max_rows=max_rows), timeout=60)
+            reply = stub.Query(
+                history_pb2.QueryRequest(sql=sql, max_rows=max_rows), timeout=60, metadata=auth
+            )
         except grpc.RpcError as exc:
             raise _fail(exc, settings) from None
     names = [c.name for c in reply.columns]

@@ -19,6 +19,7 @@ from stella_contracts.proto import history_pb2, history_pb2_grpc
 
 from stella_services.recorder.sql import NotReadOnly, check_history_limit
 from stella_services.recorder.store import EventStore
+from stella_services.runtime import tokens
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +73,29 @@ def row_value(row: Sequence[Any]) -> struct_pb2.ListValue:
     return out
 
 
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
 class HistoryService(history_pb2_grpc.HistoryServiceServicer):
-    def __init__(self, store: EventStore, query_max_rows: int) -> None:
+    """History is private to its session: every call carries a token signed by the platform."""
+
+    def __init__(self, store: EventStore, query_max_rows: int, secret: str) -> None:
         self.store = store
         self.query_max_rows = query_max_rows
+        self.secret = secret
+
+    async def _claims(self, context: Context) -> tokens.Claims:
+        metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+        token = tokens.bearer(metadata)
+        if token is None:
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED, "missing 'authorization: Bearer <token>'"
+            )
+        try:
+            return tokens.verify(self.secret, token)  # type: ignore[arg-type]
+        except tokens.TokenError as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            raise  # abort raises; this keeps type checkers sure
 
     async def GetChatHistory(
         self,
@@ -83,8 +103,14 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> history_pb2.GetChatHistoryResponse:
         limit = request.limit if request.HasField("limit") else HISTORY_DEFAULT_LIMIT
+        claims = await self._claims(context)
         if not request.session_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "session_id is required")
+        if not claims.allows_session(request.session_id):
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"this token reads session {claims.subject!r}, not {request.session_id!r}",
+            )
         try:
             check_history_limit(limit)
         except ValueError as exc:
@@ -105,9 +131,14 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
         )
 
     async def Query(
-        self, request: history_pb2.QueryRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: history_pb2.QueryRequest, context: Context
     ) -> history_pb2.QueryResponse:
         max_rows = request.max_rows if request.HasField("max_rows") else self.query_max_rows
+        claims = await self._claims(context)
+        if claims.scope is not tokens.Scope.ADMIN:
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, "analytics queries need an admin token"
+            )
         if not 1 <= max_rows <= self.query_max_rows:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,

@@ -13,6 +13,7 @@ from stella_services.recorder.grpc_api import HistoryService, start_server
 from stella_services.recorder.settings import RecorderSettings
 from stella_services.recorder.store import EventStore
 from stella_services.runtime.bus import Bus
+from stella_services.runtime.secret import platform_secret
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ class RecorderService:
         await self.recorder.start()
         self._loop = asyncio.create_task(self.recorder.run(), name="recorder-loop")
         self.grpc, self.grpc_port = await start_server(
-            s.history_addr, HistoryService(self.store, s.query_max_rows)
+            s.history_addr,
+            HistoryService(self.store, s.query_max_rows, platform_secret(s.data_dir)),
         )
         log.info(
             "recording %s into %s; history gRPC on port %d",
