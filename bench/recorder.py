@@ -6,13 +6,13 @@ import asyncio
 import time
 
 import grpc
+
+from bench.figures import Figure, percentile
+from bench.platform import BenchPlatform
 from stella_contracts import AgentText, UserText
 from stella_contracts.proto import history_pb2, history_pb2_grpc
 from stella_services.runtime.bus import Bus
 from stella_services.runtime.settings import ServiceSettings
-
-from bench.figures import Figure, percentile
-from bench.platform import BenchPlatform
 
 EVENTS = 50_000
 SESSIONS = 100

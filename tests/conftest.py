@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from stella_services.runtime.bus import Bus
 from stella_services.runtime.nats_server import LocalNats, answers_with_jetstream, free_port
 from stella_services.runtime.settings import ServiceSettings
-
 from tests.support.history import TEST_SECRET
 from tests.support.processes import ServiceProcess
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from opentelemetry import trace
+
 from stella_contracts import Envelope, UserText, subjects
 from stella_services.runtime import telemetry
 from stella_services.runtime.bus import Bus

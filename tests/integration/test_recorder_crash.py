@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 from stella_contracts import AgentText, Envelope, UserText
 from stella_services.runtime.bus import Bus
-
 from tests.support.history import HistoryClient
 from tests.support.processes import ServiceProcess
 

@@ -11,6 +11,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
 from stella_contracts import (
     AgentText,
     DeadLetter,
@@ -25,7 +26,6 @@ from stella_contracts import (
 from stella_contracts.proto import history_pb2
 from stella_services.runtime import tokens
 from stella_services.runtime.bus import Bus
-
 from tests.support.history import TEST_SECRET, HistoryClient
 from tests.support.processes import ServiceProcess
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import grpc
+
 from stella_contracts.proto import history_pb2, history_pb2_grpc
 from stella_services.runtime import tokens
 

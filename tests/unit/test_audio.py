@@ -1,4 +1,5 @@
 import pytest
+
 from stella_contracts import audio
 from stella_contracts.audio import AudioFrame, InvalidAudioFrame
 

@@ -1,4 +1,5 @@
 import pytest
+
 from stella_contracts import (
     AgentText,
     Debug,

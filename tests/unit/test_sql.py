@@ -1,4 +1,5 @@
 import pytest
+
 from stella_services.recorder import sql
 from stella_services.recorder.sql import NotReadOnly
 

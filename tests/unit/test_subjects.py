@@ -1,4 +1,5 @@
 import pytest
+
 from stella_contracts import subjects
 from stella_contracts.subjects import InvalidSubjectToken
 

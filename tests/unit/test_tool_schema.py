@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, Optional
 import pydantic
 import pytest
 from pydantic import BaseModel, Field
+
 from stella_sdk.docstring import parse_docstring
 from stella_sdk.tool import (
     ArgumentIssue,

@@ -29,6 +29,16 @@ SERVICES: dict[str, ServiceSpec] = {
             "stella_services.recorder.service:RecorderService",
             "every session event into ClickHouse; chat history and analytics over gRPC",
         ),
+        ServiceSpec(
+            "tool-executor",
+            "stella_services.tool_executor.service:ToolExecutorService",
+            "runs the @tool functions of STELLA_TOOL_MODULES by name, with deadlines",
+        ),
+        ServiceSpec(
+            "agent-runner",
+            "stella_services.agent_runner.service:AgentRunnerService",
+            "hosts the BaseAgent class of STELLA_AGENT, one instance per session",
+        ),
     )
 }
 

@@ -15,9 +15,9 @@ from nats.aio.msg import Msg
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
 from stella_contracts import Envelope, InvalidEnvelope, chat_view, subjects
 from stella_contracts.proto import history_pb2, history_pb2_grpc
-
 from stella_services.cli.settings import CliSettings
 from stella_services.runtime import tokens
 from stella_services.runtime.secret import SecretError, platform_secret

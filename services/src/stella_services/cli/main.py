@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from stella_services.cli import inspect, up
+from stella_services.cli import chat, inspect, up
 from stella_services.registry import SERVICES, UnknownService, get
 from stella_services.runtime.lifecycle import run
 
@@ -18,6 +18,7 @@ app.command("up")(up.up)
 app.command("events")(inspect.events)
 app.command("history")(inspect.history)
 app.command("query")(inspect.query)
+app.command("chat")(chat.chat)
 
 
 @app.command("serve")

@@ -19,8 +19,8 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
-from stella_contracts import Envelope, subjects
 
+from stella_contracts import Envelope, subjects
 from stella_services.recorder.store import EventRow, EventStore, event_row
 from stella_services.runtime.bus import Bus
 

@@ -7,16 +7,16 @@ import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeAlias
 from uuid import UUID
 
 import grpc
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
 from stella_contracts import HISTORY_DEFAULT_LIMIT
 from stella_contracts.proto import history_pb2, history_pb2_grpc
-
 from stella_services.recorder.sql import NotReadOnly, check_history_limit
 from stella_services.recorder.store import EventStore
 from stella_services.runtime import tokens
@@ -73,7 +73,7 @@ def row_value(row: Sequence[Any]) -> struct_pb2.ListValue:
     return out
 
 
-Context = grpc.aio.ServicerContext[Any, Any]
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
 class HistoryService(history_pb2_grpc.HistoryServiceServicer):

@@ -17,9 +17,9 @@ from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
 import clickhouse_connect
+
 from stella_contracts import Envelope
 from stella_contracts.chat import chat_view
-
 from stella_services.recorder import migrations, sql
 
 log = logging.getLogger(__name__)

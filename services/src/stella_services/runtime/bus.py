@@ -1,115 +1,29 @@
-"""The service's connection to NATS: typed envelopes out, dead letters for what can't be read."""
+"""The services' bus: the SDK's :class:`stella_sdk.bus.Bus` plus stream management."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Mapping
-
-import nats
-from nats.aio.client import Client as NATS
-from nats.js import JetStreamContext
-from nats.js.api import PubAck
-from stella_contracts import DeadLetter, Envelope, EnvelopeFactory, Event, subjects, utc_now
-
-from stella_services.runtime import telemetry
+from stella_sdk.bus import MSG_ID
+from stella_sdk.bus import Bus as _SdkBus
 from stella_services.runtime.settings import ServiceSettings
 from stella_services.runtime.streams import deadletter_stream, ensure_stream, events_stream
 
-log = logging.getLogger(__name__)
-
-MSG_ID = "Nats-Msg-Id"
+__all__ = ["MSG_ID", "Bus"]
 
 
-class Bus:
-    """Publishes envelopes with ``Nats-Msg-Id`` = envelope id, so JetStream de-duplicates."""
-
-    def __init__(self, nc: NATS, service: str, instance: str) -> None:
-        self.nc = nc
-        self.js: JetStreamContext = nc.jetstream()
-        self.service = service
-        self.envelopes = EnvelopeFactory(service, instance)
-        self._tracer = telemetry.tracer(f"stella.{service}")
-        self.closing = False
-
+class Bus(_SdkBus):
     @classmethod
     async def connect(
         cls, settings: ServiceSettings, service: str, *, connect_timeout: float = 5.0
     ) -> Bus:
-        made: list[Bus] = []
-
-        async def on_disconnect() -> None:
-            if not (made and made[0].closing):
-                log.warning("disconnected from NATS; reconnecting")
-
-        async def on_reconnect() -> None:
-            log.info("reconnected to NATS")
-
-        async def on_error(exc: Exception) -> None:
-            log.warning("NATS error: %s", exc)
-
-        nc = await nats.connect(
-            servers=settings.nats_servers(),
-            name=f"stella-{service}/{settings.instance}",
-            max_reconnect_attempts=-1,  # a service outlives NATS restarts
-            reconnect_time_wait=0.5,
+        bus = await cls.open(
+            settings.nats_servers(),
+            service=service,
+            instance=settings.instance,
             connect_timeout=connect_timeout,
-            allow_reconnect=True,
-            drain_timeout=5,
-            disconnected_cb=on_disconnect,
-            reconnected_cb=on_reconnect,
-            error_cb=on_error,
         )
-        made.append(cls(nc, service, settings.instance))
-        return made[0]
+        assert isinstance(bus, Bus)
+        return bus
 
     async def ensure_streams(self, events_max_age_days: float = 30.0) -> None:
         await ensure_stream(self.js, events_stream(events_max_age_days))
         await ensure_stream(self.js, deadletter_stream())
-
-    def wrap(self, session_id: str, event: Event) -> Envelope:
-        """An envelope for ``event``, carrying the active trace (or a new one)."""
-        with self._tracer.start_as_current_span(f"emit {event.TYPE}"):
-            return self.envelopes.wrap(session_id, event, trace=telemetry.current_traceparent())
-
-    async def emit(self, session_id: str, event: Event) -> Envelope:
-        """Wrap and publish one event; returns once JetStream has stored it."""
-        envelope = self.wrap(session_id, event)
-        await self.publish(envelope)
-        return envelope
-
-    async def publish(self, envelope: Envelope, timeout: float = 5.0) -> PubAck:
-        return await self.js.publish(
-            envelope.subject,
-            envelope.to_json(),
-            timeout=timeout,
-            headers={MSG_ID: str(envelope.id)},
-        )
-
-    async def publish_nowait(self, envelope: Envelope) -> asyncio.Future[PubAck]:
-        """Publish without waiting for the store ack; await the future to confirm."""
-        return await self.js.publish_async(
-            envelope.subject, envelope.to_json(), headers={MSG_ID: str(envelope.id)}
-        )
-
-    async def dead_letter(
-        self, subject: str, body: bytes, headers: Mapping[str, str] | None, reason: str
-    ) -> None:
-        """Never drop a message silently: park it with the reason on ``stella.deadletter.*``."""
-        letter = DeadLetter(
-            service=self.service,
-            subject=subject,
-            reason=reason,
-            ts=utc_now(),
-            data_b64=DeadLetter.encode(body),
-            headers=dict(headers or {}),
-        )
-        log.warning("dead-lettered a message from %s: %s", subject, reason)
-        await self.js.publish(subjects.deadletter(self.service), letter.model_dump_json().encode())
-
-    async def close(self) -> None:
-        self.closing = True
-        if self.nc.is_connected:
-            await self.nc.drain()
-        elif not self.nc.is_closed:
-            await self.nc.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
+
 from stella_contracts import subjects
 
 DUPLICATE_WINDOW_S = 600.0  # re-publishes of one envelope id within this window are dropped

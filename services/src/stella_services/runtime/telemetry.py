@@ -18,6 +18,16 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from stella_sdk.bus import current_traceparent
+
+__all__ = [
+    "continue_trace",
+    "current_traceparent",
+    "setup_telemetry",
+    "shutdown_telemetry",
+    "tracer",
+]
+
 _propagator = TraceContextTextMapPropagator()
 _configured = False
 
@@ -71,13 +81,6 @@ def shutdown_telemetry() -> None:
 
 def tracer(name: str) -> trace.Tracer:
     return trace.get_tracer(name)
-
-
-def current_traceparent() -> str | None:
-    """The ``traceparent`` of the active span, or None outside any span."""
-    carrier: dict[str, str] = {}
-    _propagator.inject(carrier)
-    return carrier.get("traceparent")
 
 
 @contextmanager

@@ -62,7 +62,7 @@ def verify(secret: str, token: str) -> Claims:
     except jwt.InvalidTokenError as exc:
         raise TokenError(f"invalid token: {exc}") from exc
     try:
-        scope = Scope(data.get("scope"))
+        scope = Scope(str(data.get("scope")))
     except ValueError as exc:
         raise TokenError(f"unknown token scope {data.get('scope')!r}") from exc
     return Claims(subject=str(data["sub"]), scope=scope, expires_at=int(data["exp"]))

@@ -1,0 +1,1 @@
+"""Small agents used by demos and tests (import path: the examples/ folder)."""

@@ -1,0 +1,130 @@
+"""A connection to STELLA's NATS: typed envelopes out, dead letters for what can't be read.
+
+The SDK owns this so an agent started with ``agent.run()`` needs nothing else; STELLA's
+services use the same class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Mapping
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from stella_contracts import DeadLetter, Envelope, EnvelopeFactory, Event, subjects, utc_now
+
+log = logging.getLogger(__name__)
+
+MSG_ID = "Nats-Msg-Id"
+_propagator = TraceContextTextMapPropagator()
+
+
+def current_traceparent() -> str | None:
+    """The W3C ``traceparent`` of the active span, or None outside any recording span."""
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def new_traceparent() -> str:
+    """A fresh trace (not sampled) for an envelope published outside any span."""
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-00"
+
+
+class Bus:
+    """Publishes envelopes with ``Nats-Msg-Id`` = envelope id, so JetStream de-duplicates."""
+
+    def __init__(self, nc: NATS, service: str, instance: str) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.service = service
+        self.instance = instance
+        self.envelopes = EnvelopeFactory(service, instance)
+        self._tracer = trace.get_tracer(f"stella.{service}")
+        self.closing = False
+
+    @classmethod
+    async def open(
+        cls, servers: list[str], *, service: str, instance: str, connect_timeout: float = 5.0
+    ) -> Bus:
+        made: list[Bus] = []
+
+        async def on_disconnect() -> None:
+            if not (made and made[0].closing):
+                log.warning("disconnected from NATS; reconnecting")
+
+        async def on_reconnect() -> None:
+            log.info("reconnected to NATS")
+
+        async def on_error(exc: Exception) -> None:
+            log.warning("NATS error: %s", exc)
+
+        nc = await nats.connect(
+            servers=servers,
+            name=f"stella-{service}/{instance}",
+            max_reconnect_attempts=-1,  # a service outlives NATS restarts
+            reconnect_time_wait=0.5,
+            connect_timeout=connect_timeout,
+            allow_reconnect=True,
+            drain_timeout=5,
+            disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect,
+            error_cb=on_error,
+        )
+        made.append(cls(nc, service, instance))
+        return made[0]
+
+    def wrap(self, session_id: str, event: Event) -> Envelope:
+        """An envelope for ``event``, carrying the active trace (or a new one)."""
+        with self._tracer.start_as_current_span(f"emit {event.TYPE}"):
+            parent = current_traceparent()
+        return self.envelopes.wrap(session_id, event, trace=parent or new_traceparent())
+
+    async def emit(self, session_id: str, event: Event) -> Envelope:
+        """Wrap and publish one event; returns once JetStream has stored it."""
+        envelope = self.wrap(session_id, event)
+        await self.publish(envelope)
+        return envelope
+
+    async def publish(self, envelope: Envelope, timeout: float = 5.0) -> PubAck:
+        return await self.js.publish(
+            envelope.subject,
+            envelope.to_json(),
+            timeout=timeout,
+            headers={MSG_ID: str(envelope.id)},
+        )
+
+    async def publish_nowait(self, envelope: Envelope) -> asyncio.Future[PubAck]:
+        """Publish without waiting for the store ack; await the future to confirm."""
+        return await self.js.publish_async(
+            envelope.subject, envelope.to_json(), headers={MSG_ID: str(envelope.id)}
+        )
+
+    async def dead_letter(
+        self, subject: str, body: bytes, headers: Mapping[str, str] | None, reason: str
+    ) -> None:
+        """Never drop a message silently: park it with the reason on ``stella.deadletter.*``."""
+        letter = DeadLetter(
+            service=self.service,
+            subject=subject,
+            reason=reason,
+            ts=utc_now(),
+            data_b64=DeadLetter.encode(body),
+            headers=dict(headers or {}),
+        )
+        log.warning("dead-lettered a message from %s: %s", subject, reason)
+        await self.js.publish(subjects.deadletter(self.service), letter.model_dump_json().encode())
+
+    async def close(self) -> None:
+        self.closing = True
+        if self.nc.is_connected:
+            await self.nc.drain()
+        elif not self.nc.is_closed:
+            await self.nc.close()

@@ -1,0 +1,148 @@
+"""The agent runner: takes sessions from the dispatch queue, one agent instance each.
+
+Pool mode: a queue group on ``stella.dispatch.<agent>`` spreads sessions over every
+runner of the agent. Room mode (``ROOM_NAME`` set): the runner serves that one room on
+``stella.dispatch.<agent>.<room>``. On SIGTERM a runner stops taking sessions and waits
+(up to ``STELLA_DRAIN_TIMEOUT_S``) for the ones it holds to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import TYPE_CHECKING
+
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from pydantic import ValidationError
+
+from stella_contracts import DispatchReply, DispatchRequest, subjects
+from stella_sdk.bus import Bus
+from stella_sdk.session import AgentSession
+from stella_sdk.settings import AgentSettings
+
+if TYPE_CHECKING:
+    from stella_sdk.agent import BaseAgent
+
+log = logging.getLogger(__name__)
+
+SERVICE = "agent-runner"
+QUEUE = "agent-runners"
+
+
+class AgentHost:
+    def __init__(self, agent_class: type[BaseAgent], settings: AgentSettings) -> None:
+        self.agent_class = agent_class
+        self.settings = settings
+        self.name = agent_class.agent_name(settings)
+        self.room = settings.room_name
+        self.bus: Bus | None = None
+        self.sessions: dict[str, AgentSession] = {}
+        self.served_total = 0
+        self._sub: Subscription | None = None
+        self._draining = False
+        self._cleanup: set[asyncio.Task[None]] = set()
+
+    @property
+    def dispatch_subject(self) -> str:
+        if self.room:
+            return subjects.dispatch_room(self.name, self.room)
+        return subjects.dispatch(self.name)
+
+    @property
+    def capacity(self) -> int:
+        return 1 if self.room else self.settings.max_sessions
+
+    async def start(self) -> None:
+        self.bus = await Bus.open(
+            self.settings.nats_servers(), service=SERVICE, instance=self.settings.instance
+        )
+        self._sub = await self.bus.nc.subscribe(
+            self.dispatch_subject, queue=QUEUE, cb=self._on_dispatch
+        )
+        log.info(
+            "agent %r taking sessions on %s (capacity %d)",
+            self.name,
+            self.dispatch_subject,
+            self.capacity,
+        )
+
+    async def _on_dispatch(self, msg: Msg) -> None:
+        assert self.bus is not None
+        try:
+            request = DispatchRequest.model_validate_json(msg.data)
+        except ValidationError as exc:
+            await self.bus.dead_letter(msg.subject, msg.data, msg.headers, str(exc))
+            await msg.respond(
+                DispatchReply(accepted=False, reason="invalid request").model_dump_json().encode()
+            )
+            return
+        reply = await self._accept(request)
+        await msg.respond(reply.model_dump_json().encode())
+
+    async def _accept(self, request: DispatchRequest) -> DispatchReply:
+        assert self.bus is not None
+        runner = f"{SERVICE}/{self.settings.instance}"
+        if self._draining:
+            return DispatchReply(accepted=False, runner=runner, reason="draining")
+        if len(self.sessions) >= self.capacity:
+            return DispatchReply(accepted=False, runner=runner, reason="at capacity")
+        if request.session_id in self.sessions:
+            return DispatchReply(accepted=True, runner=runner, reason="already serving")
+        agent = self.agent_class.create_for_session()
+        session = AgentSession(self.bus, self.settings, request, agent)
+        self.sessions[request.session_id] = session
+        self.served_total += 1
+        await session.start()
+        task = asyncio.create_task(self._forget_when_ended(session))
+        self._cleanup.add(task)
+        task.add_done_callback(self._cleanup.discard)
+        log.info("serving session %s (%d active)", request.session_id, len(self.sessions))
+        return DispatchReply(accepted=True, runner=runner)
+
+    async def _forget_when_ended(self, session: AgentSession) -> None:
+        await session.ended.wait()
+        self.sessions.pop(session.session_id, None)
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Take no new sessions; wait for the held ones to end, then end the rest."""
+        self._draining = True
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+        limit = self.settings.drain_timeout_s if timeout is None else timeout
+        pending = [s.ended.wait() for s in self.sessions.values()]
+        if pending:
+            log.info("draining: waiting up to %.0fs for %d session(s)", limit, len(pending))
+            try:
+                await asyncio.wait_for(asyncio.gather(*pending), limit)
+            except TimeoutError:
+                log.warning("drain timed out; ending %d session(s)", len(self.sessions))
+        for session in list(self.sessions.values()):
+            session.stop()
+        await asyncio.gather(*(s.ended.wait() for s in list(self.sessions.values())))
+
+    async def stop(self) -> None:
+        if self.bus is not None:
+            await self.bus.close()
+
+
+async def serve(agent_class: type[BaseAgent], settings: AgentSettings) -> None:
+    host = AgentHost(agent_class, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await host.start()
+    print(f"STELLA-READY agent-runner {host.name} {settings.instance}", flush=True)
+    await stop.wait()
+    await host.drain()
+    await host.stop()
+
+
+def run_host(agent_class: type[BaseAgent], settings: AgentSettings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(serve(agent_class, settings))

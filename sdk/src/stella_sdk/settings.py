@@ -1,0 +1,46 @@
+"""What an agent process reads from its environment (and ``.env``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AgentSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STELLA_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222",
+        validation_alias=AliasChoices("NATS_URL", "STELLA_NATS_URL"),
+    )
+    history_addr: str = Field(default="127.0.0.1:50051", description="the recorder's gRPC address")
+    agent_name: str = Field(
+        default="", description="dispatch name; default: the class in kebab-case"
+    )
+    room_name: str = Field(
+        default="",
+        validation_alias=AliasChoices("ROOM_NAME", "STELLA_ROOM_NAME"),
+        description="serve only this room (the guide's Settings.room_name); empty: any session",
+    )
+    instance: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    max_sessions: int = Field(default=50, ge=1, description="sessions one runner process holds")
+    drain_timeout_s: float = Field(default=30.0, ge=0, description="on SIGTERM, wait this long")
+    tools_mode: Literal["auto", "remote", "local"] = Field(
+        default="auto",
+        description="remote: tool-executors only; local: in this process; auto: remote if one "
+        "answers, else local",
+    )
+    tool_timeout_s: float = Field(default=30.0, gt=0, description="default tool deadline")
+    openai_model: str = Field(
+        default="gpt-4o", validation_alias=AliasChoices("OPENAI_MODEL", "STELLA_OPENAI_MODEL")
+    )
+    log_level: str = "INFO"
+
+    def nats_servers(self) -> list[str]:
+        return [u.strip() for u in self.nats_url.split(",") if u.strip()]

@@ -1,0 +1,1 @@
+"""The agent-runner: hosts one ``BaseAgent`` class, one instance per session."""
