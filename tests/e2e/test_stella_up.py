@@ -14,6 +14,7 @@ from stella_contracts import AgentText, UserText
 from stella_services.runtime.bus import Bus
 from stella_services.runtime.nats_server import free_port
 from stella_services.runtime.settings import ServiceSettings
+from tests.support.scripted_openai import Rule, ScriptedOpenAI, ToolCallReply
 
 STELLA = [sys.executable, "-m", "stella_services"]
 
@@ -30,8 +31,23 @@ def alive(pid: int) -> bool:
 
 async def test_stella_up_query_events_and_clean_stop(tmp_path: Path, uid: str) -> None:
     nats_port, grpc_port = free_port(), free_port()
+    llm = ScriptedOpenAI(
+        [
+            Rule(when_tool_result_for="create_task", text="Done: {tool_result}"),
+            Rule(
+                when_user_contains="task",
+                tool_calls=(
+                    ToolCallReply(
+                        name="create_task", arguments={"title": "Call mom", "description": "Sunday"}
+                    ),
+                ),
+            ),
+        ]
+    )
+    llm.start()
     env = {
         **os.environ,
+        **llm.env(),
         "NATS_URL": f"nats://127.0.0.1:{nats_port}",  # nothing answers: up starts nats-server
         "STELLA_DATA_DIR": str(tmp_path / "stella"),
         "STELLA_HISTORY_ADDR": f"127.0.0.1:{grpc_port}",
@@ -55,7 +71,8 @@ async def test_stella_up_query_events_and_clean_stop(tmp_path: Path, uid: str) -
         banner = (tmp_path / "up.err").read_text()
         assert "STELLA is up" in banner and f"nats://127.0.0.1:{nats_port}" in banner
         pids = [int(p) for p in re.findall(r"pid (\d+)", banner)]
-        assert len(pids) == 2 and all(alive(p) for p in pids)  # nats-server and recorder
+        # nats-server, recorder, tool-executor and agent-runner (the guide's example agent)
+        assert len(pids) == 4 and all(alive(p) for p in pids)
 
         sid = f"up-{uid}"
         tail = subprocess.Popen(
@@ -94,6 +111,27 @@ async def test_stella_up_query_events_and_clean_stop(tmp_path: Path, uid: str) -
             [*STELLA, "history", sid], env=env, capture_output=True, text=True, timeout=60
         )
         assert h.returncode == 0 and "what is on my list" in h.stdout and "Buy milk." in h.stdout
+        chat = subprocess.run(
+            [*STELLA, "chat", "my-custom-agent", "-m", "Please add a task to call mom"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert chat.returncode == 0, chat.stderr
+        assert "agent: Hello! How can I help you today?" in chat.stdout
+        assert "create_task(" in chat.stdout and "Call mom" in chat.stdout
+        assert 'agent: Done: {"task_id": 1, "status": "created"' in chat.stdout
+        chat_sid = re.search(r"stella history (\S+)", chat.stderr)
+        assert chat_sid is not None
+        h = subprocess.run(
+            [*STELLA, "history", chat_sid.group(1), "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert '"content": "Please add a task to call mom"' in h.stdout
         refused = subprocess.run(
             [*STELLA, "query", "DROP TABLE stella.events"],
             env=env,
@@ -105,6 +143,7 @@ async def test_stella_up_query_events_and_clean_stop(tmp_path: Path, uid: str) -
     finally:
         up.terminate()
         up.wait(60)
+        llm.stop()
     assert up.returncode == 0
     for pid in pids:
         for _ in range(100):

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 from src.agent import MyCustomAgent  # examples/my-agent on STELLA_AGENT_PATH
-
-from stella_sdk import AgentInput, AgentOutput, BaseAgent
 
 
 class HistoryProbeAgent(MyCustomAgent):
@@ -19,14 +16,3 @@ class HistoryProbeAgent(MyCustomAgent):
             await self.speak(json.dumps([m.model_dump() for m in messages]))
             return
         await super().on_transcript(text, is_final)
-
-
-class EchoAgent(BaseAgent):
-    """No LLM: greets with its runner's name and echoes each turn."""
-
-    async def on_connect(self) -> None:
-        await self.speak(f"hello from {self.settings.instance}")
-
-    async def process(self, input: AgentInput) -> AsyncIterator[AgentOutput]:
-        yield AgentOutput.text_delta(input.session_id, "echo: ")
-        yield AgentOutput.text_delta(input.session_id, input.text)

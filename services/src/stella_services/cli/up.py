@@ -16,8 +16,8 @@ from types import FrameType
 import typer
 from rich.console import Console
 
+from stella_services.cli.plan import EXAMPLE_AGENT, ProcessSpec, example_dir, local_plan
 from stella_services.cli.settings import CliSettings
-from stella_services.registry import SERVICES
 from stella_services.runtime.lifecycle import READY_LINE
 from stella_services.runtime.nats_server import (
     LocalNats,
@@ -25,6 +25,7 @@ from stella_services.runtime.nats_server import (
     port_in_use,
     url_host_port,
 )
+from stella_services.runtime.secret import platform_secret
 
 UP_LINE = "STELLA-UP"  # printed once everything is ready; tests and scripts wait for it
 console = Console(stderr=True, highlight=False)
@@ -47,16 +48,6 @@ class Child:
                 log.flush()
 
 
-def service_plan(requested: list[str] | None) -> list[str]:
-    """Which services to start, in start order: the recorder first, so nothing is missed."""
-    names = requested or list(SERVICES)
-    unknown = [n for n in names if n not in SERVICES]
-    if unknown:
-        raise typer.BadParameter(f"unknown service(s): {', '.join(unknown)}")
-    order = list(SERVICES)
-    return sorted(dict.fromkeys(names), key=order.index)
-
-
 def _ensure_nats(settings: CliSettings, logs: Path) -> tuple[str, LocalNats | None]:
     url = settings.nats_url
     if asyncio.run(answers_with_jetstream(url)):
@@ -74,10 +65,12 @@ def _ensure_nats(settings: CliSettings, logs: Path) -> tuple[str, LocalNats | No
     return local.url, local
 
 
-def _start(name: str, env: dict[str, str], logs: Path) -> Child:
+def _start(spec: ProcessSpec, env: dict[str, str], logs: Path) -> Child:
+    name = spec.name
     process = subprocess.Popen(
-        [sys.executable, "-m", "stella_services", "serve", name],
-        env=env,
+        [sys.executable, "-m", "stella_services", "serve", spec.service],
+        env={**env, **spec.env},
+        cwd=spec.cwd,
         stdout=subprocess.PIPE,
         stderr=open(logs / f"{name}.err.log", "a"),  # noqa: SIM115
         text=True,
@@ -111,7 +104,11 @@ def up(
     data_dir = settings.data_dir.resolve()
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    names = service_plan(services)
+    try:
+        plan = local_plan(data_dir, dict(os.environ), example_dir(), services)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    platform_secret(data_dir)  # made once here, so the children never race to create it
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -124,9 +121,10 @@ def up(
     try:
         nats_url, nats = _ensure_nats(settings, logs)
         env = {**os.environ, "NATS_URL": nats_url, "STELLA_DATA_DIR": str(data_dir)}
-        for name in names:
+        for spec in plan:
+            name = spec.name
             with console.status(f"starting {name}…"):
-                child = _start(name, env, logs)
+                child = _start(spec, env, logs)
                 children.append(child)
                 deadline = time.monotonic() + ready_timeout
                 while not child.ready.wait(0.1):
@@ -135,7 +133,7 @@ def up(
                         console.print(f"[red]✗ {name} {why}; see {logs / (name + '.err.log')}[/]")
                         raise typer.Exit(1)
             console.print(f"[green]✓[/] {name} ready (pid {child.process.pid})")
-        _summary(settings, nats_url, data_dir, logs)
+        _summary(settings, nats_url, data_dir, logs, any(p.name == "agent-runner" for p in plan))
         print(UP_LINE, flush=True)
         while True:
             for child in children:
@@ -153,7 +151,7 @@ def up(
         console.print("[green]stopped[/]")
 
 
-def _summary(settings: CliSettings, nats_url: str, data_dir: Path, logs: Path) -> None:
+def _summary(settings: CliSettings, nats_url: str, data_dir: Path, logs: Path, agent: bool) -> None:
     dsn = os.environ.get("CLICKHOUSE_URL") or f"chdb:///{data_dir / 'clickhouse'} (embedded)"
     console.print()
     console.print("[bold]STELLA is up[/]")
@@ -164,6 +162,8 @@ def _summary(settings: CliSettings, nats_url: str, data_dir: Path, logs: Path) -
     console.print()
     console.print("  in another terminal:")
     console.print(f"    export NATS_URL={nats_url}")
+    if agent:
+        console.print(f"    uv run stella chat {EXAMPLE_AGENT}")
     console.print("    uv run stella events")
     console.print('    uv run stella query "SELECT type, count() FROM stella.events GROUP BY type"')
     console.print("  Ctrl-C stops everything.")

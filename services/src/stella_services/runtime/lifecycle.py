@@ -54,7 +54,15 @@ async def serve(service: Service) -> None:
         log.info("%s stopped", service.name)
 
 
+class ConfigurationError(Exception):
+    """Raised at start for a setting that cannot work; the process exits 2 with the message."""
+
+
 def run(service: Service) -> None:
     configure_logging(service.settings.log_level)
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps every thread's stack
-    asyncio.run(serve(service))
+    try:
+        asyncio.run(serve(service))
+    except ConfigurationError as exc:
+        log.error("%s cannot start: %s", service.name, exc)
+        raise SystemExit(2) from None

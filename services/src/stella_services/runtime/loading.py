@@ -7,9 +7,11 @@ import os
 import sys
 from types import ModuleType
 
+from stella_services.runtime.lifecycle import ConfigurationError
 
-class LoadError(ImportError):
-    pass
+
+class LoadError(ConfigurationError, ImportError):
+    """The author's code named in the settings cannot be imported."""
 
 
 def extend_path(agent_path: str) -> None:

@@ -1,0 +1,83 @@
+"""What ``stella up`` starts, decided without starting anything (a pure function)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+EXAMPLE_AGENT = "my-custom-agent"
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One child process: ``stella serve <service>`` with its own environment and folder."""
+
+    name: str
+    service: str
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+
+
+def example_dir() -> Path | None:
+    """The guide's example project, when running from a checkout of the repository."""
+    configured = os.environ.get("STELLA_EXAMPLE_AGENT_DIR")
+    if configured:
+        return Path(configured)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / "examples" / "my-agent"
+        if (candidate / "src" / "agent.py").exists():
+            return candidate
+    return None
+
+
+def example_env(data_dir: Path, environ: dict[str, str]) -> dict[str, str]:
+    """What the guide's ``Settings`` require, defaulted for local mode.
+
+    LiveKit is optional locally (the gateway's embedded transports need none); an empty
+    ROOM_NAME lets the runner take any session.
+    """
+    return {
+        "LIVEKIT_URL": environ.get("LIVEKIT_URL", ""),
+        "LIVEKIT_API_KEY": environ.get("LIVEKIT_API_KEY", ""),
+        "LIVEKIT_API_SECRET": environ.get("LIVEKIT_API_SECRET", ""),
+        "OPENAI_API_KEY": environ.get("OPENAI_API_KEY", "not-set"),
+        "ROOM_NAME": environ.get("ROOM_NAME", ""),
+        "TASKS_DB": str(data_dir / "my-agent" / "agent.db"),
+    }
+
+
+def local_plan(
+    data_dir: Path, environ: dict[str, str], example: Path | None, only: list[str] | None = None
+) -> list[ProcessSpec]:
+    """The recorder first (so nothing is missed), then tools, then the agents."""
+    plan = [ProcessSpec("recorder", "recorder")]
+    if example is not None:
+        agent_env = {**example_env(data_dir, environ), "STELLA_AGENT_PATH": str(example)}
+        plan.append(
+            ProcessSpec(
+                "tool-executor",
+                "tool-executor",
+                {**agent_env, "STELLA_TOOL_MODULES": "src.tools"},
+                example,
+            )
+        )
+        plan.append(
+            ProcessSpec(
+                "agent-runner",
+                "agent-runner",
+                {
+                    **agent_env,
+                    "STELLA_AGENT": "src.agent:MyCustomAgent",
+                    "STELLA_AGENT_NAME": EXAMPLE_AGENT,
+                },
+                example,
+            )
+        )
+    if only:
+        unknown = set(only) - {p.name for p in plan}
+        if unknown:
+            raise ValueError(f"unknown service(s): {', '.join(sorted(unknown))}")
+        plan = [p for p in plan if p.name in only]
+    return plan
