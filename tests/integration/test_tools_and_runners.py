@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from stella_contracts import EndReason, ToolResult
+from stella_contracts import EndReason, SttTranscript, ToolResult
 from stella_services.runtime.bus import Bus
 from stella_services.runtime.sessions import DispatchFailed, end_session, open_session
 from tests.support.conversation import Conversation
@@ -172,5 +174,72 @@ async def test_room_mode_serves_only_its_room(
         await open_session(bus, "echo-room", TEST_SECRET, room_name="lobby", timeout=2)
     with pytest.raises(DispatchFailed, match="no runner"):
         await open_session(bus, "echo-room", TEST_SECRET, room_name="kitchen", timeout=2)
+    # once the session ends, its instance is gone: the room takes a new session
     await end_session(bus, convo.session.session_id, EndReason.CLIENT)
+    await asyncio.sleep(0.3)
+    assert await convo.say_nothing_back("anyone there?")
+    again = await Conversation.open(bus, "echo-room", room_name="lobby")
+    await again.turn_done()
+    assert await again.say("back") == "echo: back"
+    await again.close()
     await convo.close()
+
+
+async def test_transcripts_partials_do_not_take_a_turn_finals_do(
+    bus: Bus, recorder_env: dict[str, str], start_service: Start
+) -> None:
+    env = {
+        **recorder_env,
+        "STELLA_AGENT_PATH": str(ROOT / "examples"),
+        "STELLA_AGENT_NAME": "echo-stt",
+        "STELLA_AGENT": "demo_agents.echo:EchoAgent",
+    }
+    start_service("agent-runner", env)
+    convo = await Conversation.open(bus, "echo-stt")
+    await convo.turn_done()
+    sid = convo.session.session_id
+    await bus.emit(sid, SttTranscript(text="book a", is_final=False))
+    await bus.emit(sid, SttTranscript(text="book a table", is_final=False))
+    await bus.emit(sid, SttTranscript(text="Book a table for two.", is_final=True))
+    done = await convo.turn_done()
+    assert not done.error and done.replies == 1
+    finals = [e.payload.text for e in convo.of_type("agent.text") if e.payload.is_final]  # type: ignore[attr-defined]
+    assert finals[1:] == ["echo: Book a table for two."]
+    deltas = [e.payload.text for e in convo.of_type("agent.text") if not e.payload.is_final]  # type: ignore[attr-defined]
+    assert deltas == ["echo: ", "Book a table for two."]
+    await convo.close()
+
+
+async def test_agent_run_in_the_authors_main_is_the_runner(
+    bus: Bus, recorder_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`python -m src.agent` (the guide's main(): agent.run()) serves sessions by itself."""
+    example = ROOT / "examples" / "my-agent"
+    llm = ScriptedOpenAI([Rule(text="Hi from the scripted model.")]).__enter__()
+    env = {
+        **os.environ,
+        **recorder_env,
+        **llm.env(),
+        "LIVEKIT_URL": "",
+        "LIVEKIT_API_KEY": "",
+        "LIVEKIT_API_SECRET": "",
+        "ROOM_NAME": "",
+        "TASKS_DB": str(tmp_path / "a.db"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "src.agent"], cwd=example, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("STELLA-READY agent-runner my-custom-agent")
+        convo = await Conversation.open(bus, "my-custom-agent")
+        await convo.turn_done()
+        assert await convo.say("hello?") == "Hi from the scripted model."
+        await end_session(bus, convo.session.session_id, EndReason.CLIENT)
+        await convo.close()
+    finally:
+        proc.terminate()
+        assert proc.wait(20) == 0
+        llm.stop()
+    # the guide's on_connect printed the room it serves
+    assert f"Connected to room: room-{convo.session.session_id}" in proc.stdout.read()

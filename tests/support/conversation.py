@@ -54,9 +54,19 @@ class Conversation:
             if isinstance(e.payload, AgentText) and e.payload.is_final
         )
 
+    async def say_nothing_back(self, text: str, wait: float = 1.0) -> bool:
+        """Send user text and confirm no agent turn follows (the session has ended)."""
+        await self.bus.emit(self.session.session_id, UserText(text=text))
+        try:
+            await asyncio.wait_for(self._turns.get(), wait)
+        except TimeoutError:
+            return True
+        return False
+
     def of_type(self, type_: str) -> list[Envelope]:
         return [e for e in self.events if e.type == type_]
 
     async def close(self) -> None:
         if self._sub is not None:
             await self._sub.unsubscribe()
+            self._sub = None
