@@ -42,6 +42,7 @@ from stella_contracts.events import (
     UserText,
     VadState,
 )
+from stella_contracts.speech import SynthesisRequest
 from stella_contracts.tools import ToolInvocation, ToolOutcome
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "Source",
     "SttTranscript",
     "SttVad",
+    "SynthesisRequest",
     "ToolCall",
     "ToolError",
     "ToolErrorKind",

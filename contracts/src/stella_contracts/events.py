@@ -108,6 +108,7 @@ class SttVad(Event):
     state: VadState
     audio_ms: int = Field(ge=0, description="offset in the session's input audio")
     utterance_id: str = ""
+    wall_us: int | None = Field(default=None, description="when that audio arrived (µs epoch)")
 
 
 class SttTranscript(Event):

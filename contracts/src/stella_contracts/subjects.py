@@ -77,6 +77,11 @@ def tool(tool_name: str) -> str:
     return f"{ROOT}.tools.{token(tool_name, 'tool name')}"
 
 
+def tts_synthesize() -> str:
+    """Streaming synthesis requests (queue group of tts workers); audio comes to the inbox."""
+    return f"{ROOT}.tts.synthesize"
+
+
 def deadletter(service: str) -> str:
     """Where a service puts messages it could not accept, with the reason."""
     return f"{ROOT}.deadletter.{token(service, 'service name')}"

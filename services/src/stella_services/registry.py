@@ -30,6 +30,16 @@ SERVICES: dict[str, ServiceSpec] = {
             "every session event into ClickHouse; chat history and analytics over gRPC",
         ),
         ServiceSpec(
+            "stt",
+            "stella_services.stt.service:SttService",
+            "voice activity and speech recognition per session (audio.in → stt.* events)",
+        ),
+        ServiceSpec(
+            "tts",
+            "stella_services.tts.service:TtsService",
+            "speech synthesis: tts.request → paced 16 kHz frames on audio.out",
+        ),
+        ServiceSpec(
             "tool-executor",
             "stella_services.tool_executor.service:ToolExecutorService",
             "runs the @tool functions of STELLA_TOOL_MODULES by name, with deadlines",

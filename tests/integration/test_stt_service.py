@@ -1,0 +1,69 @@
+"""The stt service over NATS with real models: silero VAD and Whisper tiny.en."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from nats.aio.msg import Msg
+
+from stella_contracts import Envelope, SttTranscript, SttVad, VadState, new_id, subjects
+from stella_services.runtime.bus import Bus
+from tests.support.processes import ServiceProcess
+from tests.support.speech import silence, speech_pcm, stream_audio, wer
+
+pytestmark = pytest.mark.slow
+Start = Callable[[str, dict[str, str]], ServiceProcess]
+
+SENTENCES = [
+    "Please create a task to buy milk tomorrow morning.",
+    "What time does the pharmacy on Main Street open on Saturday?",
+    "Remind me to call my sister at seven thirty tonight.",
+    "I would like to book a table for four people at eight.",
+    "Can you read me the last three messages from Anna?",
+]
+
+
+@pytest.mark.parametrize("provider", ["whisper"])
+async def test_finals_partials_and_vad_through_the_service(
+    bus: Bus, recorder_env: dict[str, str], start_service: Start, provider: str
+) -> None:
+    start_service("stt", {**recorder_env, "STELLA_STT_PROVIDER": provider})
+    sid = str(new_id())
+    events: list[Envelope] = []
+
+    async def on(msg: Msg) -> None:
+        events.append(Envelope.from_json(msg.data))
+
+    sub = await bus.nc.subscribe(subjects.session_events(sid), cb=on)
+    pcm = silence(500)
+    for sentence in SENTENCES:
+        pcm += speech_pcm(sentence) + silence(1200)
+    await stream_audio(bus, sid, pcm, speed=1.0)
+    for _ in range(100):
+        if len([e for e in events if isinstance(e.payload, SttTranscript)
+                and e.payload.is_final]) >= len(SENTENCES):
+            break
+        await asyncio.sleep(0.1)
+    await sub.unsubscribe()
+
+    finals = [e.payload for e in events
+              if isinstance(e.payload, SttTranscript) and e.payload.is_final]
+    assert len(finals) == len(SENTENCES), [f.text for f in finals]
+    errors = total = 0
+    for sentence, final in zip(SENTENCES, finals, strict=True):
+        e, n = wer(sentence, final.text)
+        errors, total = errors + e, total + n
+    assert errors / total <= 0.10, [f.text for f in finals]
+
+    vad = [e.payload for e in events if isinstance(e.payload, SttVad)]
+    assert [v.state for v in vad] == [VadState.SPEECH_STARTED, VadState.SPEECH_ENDED] * 5
+    # every utterance longer than 2 s has a partial before its final
+    for final in finals:
+        partials = [e for e in events if isinstance(e.payload, SttTranscript)
+                    and not e.payload.is_final and e.payload.utterance_id == final.utterance_id]
+        if final.end_ms - final.start_ms > 2300:
+            assert partials, f"no partial for {final.text!r}"
+            first_final = next(i for i, e in enumerate(events) if e.payload is final)
+            assert events.index(partials[0]) < first_final
