@@ -71,7 +71,7 @@ def dominant_hz(pcm: bytes) -> float:
 
 
 async def stream_audio(bus: Bus, session_id: str, pcm: bytes, speed: float = 1.0) -> float:
-    """Publish ``pcm`` as 20 ms frames on ``audio.in``, paced at ``speed`` × real time.
+    """Publish ``pcm`` as 20 ms frames on ``audio.in``, paced at ``speed`` times real time.
     Returns the wall time the last frame left."""
     frames, rest = audio.split_frames(pcm)
     if rest:

@@ -143,6 +143,8 @@ class TtsDone(Event):
     spoken_text: str
     interrupted: bool = False
     audio_ms: int = Field(default=0, ge=0)
+    first_audio_synth_us: int | None = Field(default=None, description="first clause ready")
+    first_audio_out_us: int | None = Field(default=None, description="first frame sent")
 
 
 class ControlInterrupt(Event):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from stella_sdk.session import current_session
+from stella_sdk.session import SpeechServiceUnavailable, current_session
 
 STT_PROVIDERS = ("sherpa", "whisper", "openai")
 TTS_PROVIDERS = ("kokoro", "piper", "openai")
@@ -35,8 +35,8 @@ class AudioPipeline:
         await session.say_text(text)
         if not session.audio:
             return
-        raise SpeechUnavailable(
-            f"speech synthesis ({self.tts_provider}) needs STELLA's tts service, which this "
-            "version does not have yet; use a text session"
-        )
-        yield b""  # pragma: no cover - makes this an async generator
+        try:
+            async for chunk in session.synthesize(text, self.voice, self.tts_provider):
+                yield chunk
+        except SpeechServiceUnavailable as exc:
+            raise SpeechUnavailable(str(exc)) from exc

@@ -1,8 +1,8 @@
 """One live session inside an agent runner: its events in, the agent's replies out.
 
 Events of ``stella.session.<sid>.>`` are read as they arrive; user turns run one after
-another on a turn worker, so a new turn never overlaps the previous one, while the
-reader stays free to see an interrupt or the end of the session at once.
+another on a turn worker, so a new turn never overlaps the previous one, while the reader
+stays free to decide barge-in (``stella_sdk.turn``) and to see the end of the session.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
@@ -29,16 +29,24 @@ from stella_contracts import (
     InvalidEnvelope,
     SessionEnded,
     SttTranscript,
+    SttVad,
+    SynthesisRequest,
+    TtsDone,
     TtsRequest,
+    TurnMetrics,
     UserText,
+    VadState,
     audio,
     new_id,
     subjects,
 )
+from stella_contracts.speech import HEADER_ERROR, HEADER_FINAL
 from stella_sdk.bus import Bus
 from stella_sdk.history import HistoryClient
+from stella_sdk.pacing import Pacer
 from stella_sdk.settings import AgentSettings
 from stella_sdk.toolbox import ToolCaller
+from stella_sdk.turn import TurnPolicy, should_interrupt, should_respond
 
 if TYPE_CHECKING:
     from stella_sdk.agent import BaseAgent
@@ -48,6 +56,15 @@ log = logging.getLogger(__name__)
 current_session: ContextVar[AgentSession | None] = ContextVar("stella_session", default=None)
 
 CONNECT_TURN = "connect"
+FIRST_AUDIO_TIMEOUT_S = 15.0
+
+
+class SpeechServiceUnavailable(RuntimeError):
+    """No tts service answered a synthesis request."""
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
 
 
 @dataclass
@@ -55,6 +72,33 @@ class Turn:
     turn_id: str
     started: float = field(default_factory=time.perf_counter)
     replies: int = 0
+    user_speech_end_us: int | None = None
+    final_transcript_us: int | None = None
+    first_agent_text_us: int | None = None
+    first_audio_synth_us: int | None = None
+    first_audio_out_us: int | None = None
+    speech_requests: int = 0  # tts.request events whose tts.done is awaited for the metrics
+
+    def metrics(self) -> TurnMetrics:
+        marks = {
+            "user_speech_end_us": self.user_speech_end_us,
+            "final_transcript_us": self.final_transcript_us,
+            "first_agent_text_us": self.first_agent_text_us,
+            "first_audio_synth_us": self.first_audio_synth_us,
+            "first_audio_out_us": self.first_audio_out_us,
+        }
+        deltas: dict[str, float] = {}
+        pairs = [
+            ("stt_final_ms", "user_speech_end_us", "final_transcript_us"),
+            ("agent_text_ms", "final_transcript_us", "first_agent_text_us"),
+            ("synthesis_ms", "first_agent_text_us", "first_audio_synth_us"),
+            ("audio_out_ms", "first_audio_synth_us", "first_audio_out_us"),
+            ("voice_to_voice_ms", "user_speech_end_us", "first_audio_out_us"),
+        ]
+        for name, a, b in pairs:
+            if marks[a] is not None and marks[b] is not None:
+                deltas[name] = round((marks[b] - marks[a]) / 1000, 3)  # type: ignore[operator]
+        return TurnMetrics(turn_id=self.turn_id, deltas_ms=deltas, **marks)
 
 
 class AgentSession:
@@ -68,18 +112,26 @@ class AgentSession:
         self.room_name = request.room_name
         self.audio = request.audio
         self.agent = agent
+        self.policy = TurnPolicy()
         self.tools = ToolCaller(bus, settings, request.session_id)
         self.history = HistoryClient(settings.history_addr, request.history_token)
         self.turn: Turn | None = None
         self.ended = asyncio.Event()
         self._events: asyncio.Queue[Envelope | None] = asyncio.Queue()
-        self._turns: asyncio.Queue[tuple[str, Callable[[], Awaitable[Any]]] | None] = (
+        self._turns: asyncio.Queue[tuple[Turn, Callable[[], Awaitable[Any]]] | None] = (
             asyncio.Queue()
         )
         self._sub: Subscription | None = None
         self._reader: asyncio.Task[None] | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._turn_task: asyncio.Task[Any] | None = None
         self._audio_seq = 0
+        self._pacer = Pacer()
+        # speech state, for barge-in and the latency ledger
+        self._speaking_turns: dict[str, Turn] = {}  # tts.request sent, tts.done not yet
+        self._streaming = 0  # pipeline streams being published
+        self._user_speech_start_ms: int | None = None
+        self._last_speech_end_us: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -91,7 +143,7 @@ class AgentSession:
         self.agent._attach(self)
         self._worker = asyncio.create_task(self._work(), name=f"turns-{self.session_id}")
         self._reader = asyncio.create_task(self._read(), name=f"session-{self.session_id}")
-        await self._turns.put((CONNECT_TURN, self.agent.on_connect))
+        await self._turns.put((Turn(CONNECT_TURN), self.agent.on_connect))
 
     def stop(self) -> None:
         """End the session from the runner's side (shutdown); idempotent."""
@@ -112,46 +164,121 @@ class AgentSession:
                 if isinstance(p, SessionEnded):
                     break
                 if isinstance(p, UserText):
-                    await self._turns.put((new_id().hex, partial(self.agent.on_user_text, p.text)))
+                    turn = Turn(new_id().hex)
+                    await self._turns.put((turn, partial(self.agent.on_user_text, p.text)))
+                elif isinstance(p, SttVad):
+                    self._on_vad(p)
                 elif isinstance(p, SttTranscript):
-                    if p.is_final:
-                        handler = partial(self.agent.on_transcript, p.text, True)
-                        await self._turns.put((new_id().hex, handler))
-                    else:
-                        await self._guarded(self.agent.on_transcript(p.text, False), "partial")
-                elif isinstance(p, ControlInterrupt):
-                    pass  # barge-in handling arrives with the speech pipeline
+                    await self._on_transcript(p, envelope)
+                elif isinstance(p, TtsDone):
+                    await self._on_tts_done(p)
+                elif isinstance(p, ControlInterrupt) and envelope.source.instance != (
+                    self.bus.instance
+                ):
+                    self._cancel_turn()  # someone else (a client, the gateway) said stop
         finally:
             await self._finish()
             current_session.reset(token)
+
+    # -- turn-taking and barge-in ----------------------------------------------------------
+
+    @property
+    def agent_speaking(self) -> bool:
+        return bool(self._speaking_turns) or self._streaming > 0
+
+    def _on_vad(self, vad: SttVad) -> None:
+        if vad.state is VadState.SPEECH_STARTED:
+            self._user_speech_start_ms = vad.audio_ms
+        else:
+            self._last_speech_end_us = vad.wall_us
+
+    async def _on_transcript(self, p: SttTranscript, envelope: Envelope) -> None:
+        speech_ms = p.end_ms - (self._user_speech_start_ms or p.start_ms)
+        if self.agent_speaking:
+            decision = should_interrupt(
+                agent_speaking=True,
+                speech_ms=speech_ms,
+                transcript=p.text,
+                is_final=p.is_final,
+                policy=self.policy,
+            )
+            if decision.interrupt:
+                await self.interrupt(f"barge_in: {decision.reason}")
+        if not p.is_final:
+            await self._guarded(self.agent.on_transcript(p.text, False), "partial")
+            return
+        if not should_respond(p.text, agent_speaking=self.agent_speaking, policy=self.policy):
+            return  # a backchannel while the agent talks: it goes on
+        turn = Turn(
+            new_id().hex,
+            user_speech_end_us=self._last_speech_end_us,
+            final_transcript_us=int(envelope.ts.timestamp() * 1_000_000),
+        )
+        self._last_speech_end_us = None
+        await self._turns.put((turn, partial(self.agent.on_transcript, p.text, True)))
+
+    async def interrupt(self, reason: str) -> None:
+        """Stop the agent's speech now: tell tts and the transport, end the turn's work."""
+        turn_ids = list(self._speaking_turns) or [self.turn_id]
+        self._speaking_turns.clear()
+        self._cancel_turn()
+        for turn_id in turn_ids:
+            await self.bus.emit(self.session_id, ControlInterrupt(reason=reason, turn_id=turn_id))
+
+    def _cancel_turn(self) -> None:
+        if self._turn_task is not None and not self._turn_task.done():
+            self._turn_task.cancel()
+
+    async def _on_tts_done(self, done: TtsDone) -> None:
+        turn = self._speaking_turns.pop(done.turn_id, None)
+        if turn is None:
+            return
+        if turn.first_audio_synth_us is None:
+            turn.first_audio_synth_us = done.first_audio_synth_us
+            turn.first_audio_out_us = done.first_audio_out_us
+        turn.speech_requests -= 1
+        if turn.speech_requests <= 0 and turn.turn_id != CONNECT_TURN:
+            await self.bus.emit(self.session_id, turn.metrics())
+
+    # -- running turns -------------------------------------------------------------------
 
     async def _work(self) -> None:
         token = current_session.set(self)
         try:
             while (item := await self._turns.get()) is not None:
-                turn_id, handler = item
-                await self._run_turn(turn_id, handler)
+                turn, handler = item
+                await self._run_turn(turn, handler)
         finally:
             current_session.reset(token)
 
-    async def _run_turn(self, turn_id: str, handler: Callable[[], Awaitable[Any]]) -> None:
-        self.turn = Turn(turn_id)
+    async def _run_turn(self, turn: Turn, handler: Callable[[], Awaitable[Any]]) -> None:
+        self.turn = turn
         error = ""
+        interrupted = False
+        self._turn_task = asyncio.ensure_future(handler())
         try:
-            await handler()
+            await self._turn_task
+        except asyncio.CancelledError:
+            interrupted = True
+            if self._turn_task is not None and not self._turn_task.cancelled():
+                raise  # the worker itself is being cancelled
         except Exception as exc:  # an agent bug ends the turn, not the session
-            log.exception("session %s: turn %s failed", self.session_id, turn_id)
+            log.exception("session %s: turn %s failed", self.session_id, turn.turn_id)
             error = f"{type(exc).__name__}: {exc}"
-        turn, self.turn = self.turn, None
+        self._turn_task = None
+        self.turn = None
         await self.bus.emit(
             self.session_id,
             AgentTurnDone(
-                turn_id=turn_id,
+                turn_id=turn.turn_id,
                 duration_ms=round((time.perf_counter() - turn.started) * 1000, 3),
                 replies=turn.replies,
                 error=error,
+                interrupted=interrupted,
             ),
         )
+        if self.audio and turn.turn_id != CONNECT_TURN and turn.speech_requests == 0:
+            await self.bus.emit(self.session_id, turn.metrics())
 
     async def _guarded(self, call: Awaitable[Any], what: str) -> None:
         try:
@@ -183,25 +310,82 @@ class AgentSession:
 
     async def say_text(self, text: str, *, final: bool = True) -> None:
         """Record what the agent says (``agent.text``); deltas carry ``final=False``."""
-        if final and self.turn is not None:
-            self.turn.replies += 1
+        if self.turn is not None:
+            if final:
+                self.turn.replies += 1
+            if self.turn.first_agent_text_us is None:
+                self.turn.first_agent_text_us = _now_us()
         await self.bus.emit(
             self.session_id, AgentText(text=text, turn_id=self.turn_id, is_final=final)
         )
 
     async def request_speech(self, text: str) -> None:
         """Ask the tts service to speak ``text`` on this session's audio out."""
-        await self.bus.emit(self.session_id, TtsRequest(text=text, turn_id=self.turn_id))
+        turn = self.turn or Turn(CONNECT_TURN)
+        turn.speech_requests += 1
+        self._speaking_turns[turn.turn_id] = turn
+        await self.bus.emit(self.session_id, TtsRequest(text=text, turn_id=turn.turn_id))
+
+    async def synthesize(self, text: str, voice: str, provider: str) -> AsyncIterator[bytes]:
+        """Audio for ``text`` from the tts service, chunk by chunk as it is synthesized."""
+        inbox = self.bus.nc.new_inbox()
+        chunks: asyncio.Queue[Msg] = asyncio.Queue()
+
+        async def collect(msg: Msg) -> None:
+            chunks.put_nowait(msg)
+
+        sub = await self.bus.nc.subscribe(inbox, cb=collect)
+        request = SynthesisRequest(
+            session_id=self.session_id,
+            turn_id=self.turn_id,
+            text=text,
+            voice=voice,
+            provider=provider,
+        )
+        try:
+            await self.bus.nc.publish(
+                subjects.tts_synthesize(), request.model_dump_json().encode(), reply=inbox
+            )
+            while True:
+                try:
+                    msg = await asyncio.wait_for(chunks.get(), FIRST_AUDIO_TIMEOUT_S)
+                except TimeoutError:
+                    raise SpeechServiceUnavailable(
+                        "no audio from the tts service within "
+                        f"{FIRST_AUDIO_TIMEOUT_S:g} s (is `stella serve tts` running?)"
+                    ) from None
+                headers = msg.headers or {}
+                if headers.get("Status") == "503":
+                    raise SpeechServiceUnavailable("no tts service is running (stella serve tts)")
+                if msg.data:
+                    if self.turn is not None and self.turn.first_audio_synth_us is None:
+                        self.turn.first_audio_synth_us = _now_us()
+                    yield msg.data
+                if headers.get(HEADER_ERROR):
+                    raise SpeechServiceUnavailable(f"tts: {headers[HEADER_ERROR]}")
+                if headers.get(HEADER_FINAL):
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
     async def publish_audio(self, pcm: bytes) -> None:
-        """Raw PCM s16le 16 kHz mono onto ``stella.audio.<sid>.out``, cut into 20 ms frames."""
+        """Raw PCM s16le 16 kHz mono onto ``stella.audio.<sid>.out``: 20 ms frames, paced."""
         frames, rest = audio.split_frames(pcm)
         if rest:
             frames.append(rest + b"\x00" * (audio.FRAME_BYTES - len(rest)))
         subject = subjects.audio_out(self.session_id)
-        for pcm_frame in frames:
-            frame = audio.AudioFrame(
-                pcm=pcm_frame, seq=self._audio_seq, ts_us=time.time_ns() // 1000
-            )
-            self._audio_seq += 1
-            await self.bus.nc.publish(subject, frame.pcm, headers=frame.headers())
+        self._streaming += 1
+        try:
+            for pcm_frame in frames:
+                delay = self._pacer.delay()
+                if delay > 0:
+                    await asyncio.sleep(delay)  # a cancelled turn stops here, within a frame
+                frame = audio.AudioFrame(pcm=pcm_frame, seq=self._audio_seq, ts_us=_now_us())
+                self._audio_seq += 1
+                self._pacer.sent()
+                await self.bus.nc.publish(subject, frame.pcm, headers=frame.headers())
+                if self.turn is not None and self.turn.first_audio_out_us is None:
+                    self.turn.first_audio_out_us = frame.ts_us
+        finally:
+            self._streaming -= 1

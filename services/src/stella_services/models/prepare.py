@@ -14,6 +14,7 @@ import tarfile
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -122,7 +123,8 @@ def prepare_voices(root: Path) -> Path:
                 f"expected {catalog.VOICE_COUNT} voices, found {len(voices)}"
             )
         buffer = io.BytesIO()
-        np.savez(buffer, **voices)
+        save: Any = np.savez  # numpy's stub mistypes **arrays
+        save(buffer, **voices)
         (work / "voices.npz").write_bytes(buffer.getvalue())
 
     return _install(catalog.KOKORO_VOICES, root, build)

@@ -197,7 +197,7 @@ class Listener:
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Future[None]) -> None:
-        self._tasks.discard(task)  # type: ignore[arg-type]
+        self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("session %s: %s", self.session_id, task.exception())
 

@@ -28,7 +28,7 @@ def to_bus_pcm(samples: np.ndarray, rate: int) -> bytes:
     if rate != audio.SAMPLE_RATE:
         samples = soxr.resample(samples, rate, audio.SAMPLE_RATE, quality="HQ")
     clipped = np.clip(samples, -1.0, 1.0)
-    return (clipped * 32767.0).astype("<i2").tobytes()
+    return bytes((clipped * 32767.0).astype("<i2").tobytes())
 
 
 class KokoroEngine:

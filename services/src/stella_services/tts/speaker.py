@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from stella_contracts import TtsDone, TtsRequest, audio, subjects
 from stella_sdk.bus import Bus
@@ -21,7 +22,7 @@ from stella_services.tts.chunking import speech_chunks, spoken_prefix
 
 log = logging.getLogger(__name__)
 
-Synthesize = Callable[[str, str], Awaitable[bytes]]  # (text, voice) -> bus PCM
+Synthesize = Callable[[str, str], Coroutine[Any, Any, bytes]]  # (text, voice) -> bus PCM
 
 
 @dataclass
@@ -43,7 +44,6 @@ class Speaker:
         self.speaking = False
         self.last_active = time.monotonic()
         self.task = asyncio.create_task(self._run(), name=f"speaker-{session_id}")
-        self.first_audio_at: dict[str, float] = {}  # turn id -> when its first frame left
 
     def say(self, request: TtsRequest) -> None:
         self._queue.put_nowait(Utterance(request, time.monotonic()))
@@ -82,9 +82,13 @@ class Speaker:
         spoken_chunks = 0
         fraction = 0.0
         interrupted = False
+        first_synth_us: int | None = None
+        first_out_us: int | None = None
         next_pcm: asyncio.Task[bytes] = asyncio.create_task(self.synthesize(chunks[0], voice))
         for index in range(len(chunks)):
             pcm = await next_pcm
+            if first_synth_us is None:
+                first_synth_us = time.time_ns() // 1000
             if index + 1 < len(chunks):  # synthesize ahead while this one plays
                 next_pcm = asyncio.create_task(self.synthesize(chunks[index + 1], voice))
             frames, rest = audio.split_frames(pcm)
@@ -96,8 +100,8 @@ class Speaker:
                     fraction = position / max(1, len(frames))
                     break
                 await self._publish(frame)
-                if frames_sent == 0 and request.turn_id:
-                    self.first_audio_at[request.turn_id] = time.time()
+                if first_out_us is None:
+                    first_out_us = time.time_ns() // 1000
                 frames_sent += 1
             if interrupted:
                 break
@@ -113,6 +117,8 @@ class Speaker:
                 spoken_text=spoken,
                 interrupted=interrupted,
                 audio_ms=frames_sent * audio.FRAME_MS,
+                first_audio_synth_us=first_synth_us,
+                first_audio_out_us=first_out_us,
             ),
         )
 
