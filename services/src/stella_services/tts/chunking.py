@@ -205,6 +205,7 @@ def _drain(
                 if first
                 else _later_chunk(view, max_chars)
             )
+            view.known(size - 1)  # a chunk ends with a complete word
         except _NeedMore:
             return chunks, text, first
         chunks.append(" ".join(view.words[:size]))
@@ -339,7 +340,7 @@ def _split_long(v: _View, overflow: int, max_chars: int) -> int:
     if overflow == 0:
         return 1  # a single word longer than max_chars (a URL) goes out alone
     # Prefer the last clause boundary that fits, unless it leaves a stub of a chunk.
-    shortest = min(MERGE_BELOW_CHARS, max_chars // 2)
+    shortest = min(MERGE_BELOW_CHARS, max_chars // 4)
     for cut in range(overflow, 0, -1):
         if _text_len(v.words[:cut]) < shortest:
             break
