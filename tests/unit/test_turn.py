@@ -239,3 +239,10 @@ def test_interrupt_decision_is_frozen() -> None:
 )
 def test_should_respond(transcript: str, agent_speaking: bool, respond: bool) -> None:
     assert should_respond(transcript, agent_speaking=agent_speaking, policy=POLICY) is respond
+
+
+def test_spelled_out_hums_are_backchannels() -> None:
+    policy = TurnPolicy()
+    assert is_backchannel("M-H-M.", policy)
+    assert is_backchannel("Mm. Hmm.", policy) or is_backchannel("M. M.", policy)
+    assert not is_backchannel("I need a car", policy)

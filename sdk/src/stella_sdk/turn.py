@@ -141,7 +141,21 @@ def should_respond(transcript: str, *, agent_speaking: bool, policy: TurnPolicy)
 
 
 def _normalise(text: str) -> list[str]:
-    return _DROPPED.sub("", _SEPARATORS.sub(" ", text.lower())).split()
+    words = _DROPPED.sub("", _SEPARATORS.sub(" ", text.lower())).split()
+    # Recognisers spell hums out ("M-H-M.", "M. M."): a run of single letters is one word.
+    merged: list[str] = []
+    run = ""
+    for word in words:
+        if len(word) == 1 and word.isalpha():
+            run += word
+            continue
+        if run:
+            merged.append(run)
+            run = ""
+        merged.append(word)
+    if run:
+        merged.append(run)
+    return merged
 
 
 @lru_cache(maxsize=32)
