@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help setup up test test-fast bench lint proto clean
+.PHONY: help setup models up test test-fast bench lint proto clean
 
 help:
 	@echo "make up        start the whole platform locally (installs what is missing)"
@@ -23,16 +23,19 @@ setup: $(UV)
 	@UV=$$(command -v uv || echo $(HOME)/.local/bin/uv); \
 	$$UV sync --frozen --all-packages --all-extras --quiet
 
-up: setup
+models: setup
+	$(PY) -m stella_services models prepare
+
+up: models
 	$(PY) -m stella_services up
 
-test: setup
+test: models
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-bench: setup
+bench: models
 	$(PY) -m bench
 
 lint: setup

@@ -71,8 +71,8 @@ async def test_stella_up_query_events_and_clean_stop(tmp_path: Path, uid: str) -
         banner = (tmp_path / "up.err").read_text()
         assert "STELLA is up" in banner and f"nats://127.0.0.1:{nats_port}" in banner
         pids = [int(p) for p in re.findall(r"pid (\d+)", banner)]
-        # nats-server, recorder, tool-executor and agent-runner (the guide's example agent)
-        assert len(pids) == 4 and all(alive(p) for p in pids)
+        # nats-server, recorder, stt, tts, tool-executor and agent-runner (the example agent)
+        assert len(pids) == 6 and all(alive(p) for p in pids)
 
         sid = f"up-{uid}"
         tail = subprocess.Popen(
@@ -82,7 +82,8 @@ async def test_stella_up_query_events_and_clean_stop(tmp_path: Path, uid: str) -
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(1.5)  # let `events` subscribe before we publish
+        assert tail.stderr is not None
+        assert "listening on" in tail.stderr.readline()  # subscribed: now publish
         bus = await Bus.connect(ServiceSettings(nats_url=env["NATS_URL"]), "cli-test")
         await bus.emit(sid, UserText(text="what is on my list"))
         await bus.emit(sid, AgentText(text="Buy milk."))

@@ -25,8 +25,12 @@ Start = Callable[[str, dict[str, str]], ServiceProcess]
 
 @pytest.fixture
 def voice_platform(recorder_env: dict[str, str], start_service: Start) -> dict[str, str]:
-    env = {**recorder_env, "STELLA_AGENT_PATH": str(ROOT / "examples"),
-           "STELLA_STT_PROVIDER": "whisper", "STELLA_AGENT": "demo_agents.talker:TalkerAgent"}
+    env = {
+        **recorder_env,
+        "STELLA_AGENT_PATH": str(ROOT / "examples"),
+        "STELLA_STT_PROVIDER": "whisper",
+        "STELLA_AGENT": "demo_agents.talker:TalkerAgent",
+    }
     start_service("stt", env)
     start_service("tts", env)
     start_service("agent-runner", env)
@@ -34,8 +38,9 @@ def voice_platform(recorder_env: dict[str, str], start_service: Start) -> dict[s
 
 
 async def talking_agent(bus: Bus) -> VoiceClient:
-    session = await open_session(bus, "talker-agent", TEST_SECRET, audio=True,
-                                 session_id=str(uuid.uuid4()))
+    session = await open_session(
+        bus, "talker-agent", TEST_SECRET, audio=True, session_id=str(uuid.uuid4())
+    )
     client = await VoiceClient(bus, session.session_id).attach()
     await asyncio.wait_for(client.turns.get(), 30)  # on_connect asked for the greeting
     while len(client.frames) < 50:  # a second of it is playing
@@ -43,7 +48,9 @@ async def talking_agent(bus: Bus) -> VoiceClient:
     return client
 
 
-async def test_speech_over_the_agent_interrupts_it(bus: Bus, voice_platform: dict[str, str]) -> None:
+async def test_speech_over_the_agent_interrupts_it(
+    bus: Bus, voice_platform: dict[str, str]
+) -> None:
     client = await talking_agent(bus)
     await stream_audio(bus, client.session_id, speech_pcm("Wait, stop, I have a question."))
     await stream_audio(bus, client.session_id, silence(1000))

@@ -25,7 +25,7 @@ SENTENCES = [
 ]
 
 
-@pytest.mark.parametrize("provider", ["whisper"])
+@pytest.mark.parametrize("provider", ["sherpa", "whisper"])
 async def test_finals_partials_and_vad_through_the_service(
     bus: Bus, recorder_env: dict[str, str], start_service: Start, provider: str
 ) -> None:
@@ -42,14 +42,16 @@ async def test_finals_partials_and_vad_through_the_service(
         pcm += speech_pcm(sentence) + silence(1200)
     await stream_audio(bus, sid, pcm, speed=1.0)
     for _ in range(100):
-        if len([e for e in events if isinstance(e.payload, SttTranscript)
-                and e.payload.is_final]) >= len(SENTENCES):
+        if len(
+            [e for e in events if isinstance(e.payload, SttTranscript) and e.payload.is_final]
+        ) >= len(SENTENCES):
             break
         await asyncio.sleep(0.1)
     await sub.unsubscribe()
 
-    finals = [e.payload for e in events
-              if isinstance(e.payload, SttTranscript) and e.payload.is_final]
+    finals = [
+        e.payload for e in events if isinstance(e.payload, SttTranscript) and e.payload.is_final
+    ]
     assert len(finals) == len(SENTENCES), [f.text for f in finals]
     errors = total = 0
     for sentence, final in zip(SENTENCES, finals, strict=True):
@@ -61,8 +63,13 @@ async def test_finals_partials_and_vad_through_the_service(
     assert [v.state for v in vad] == [VadState.SPEECH_STARTED, VadState.SPEECH_ENDED] * 5
     # every utterance longer than 2 s has a partial before its final
     for final in finals:
-        partials = [e for e in events if isinstance(e.payload, SttTranscript)
-                    and not e.payload.is_final and e.payload.utterance_id == final.utterance_id]
+        partials = [
+            e
+            for e in events
+            if isinstance(e.payload, SttTranscript)
+            and not e.payload.is_final
+            and e.payload.utterance_id == final.utterance_id
+        ]
         if final.end_ms - final.start_ms > 2300:
             assert partials, f"no partial for {final.text!r}"
             first_final = next(i for i, e in enumerate(events) if e.payload is final)

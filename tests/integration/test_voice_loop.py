@@ -27,23 +27,41 @@ REPLY = "Done. I created a task to buy milk."
 
 @pytest.fixture
 def llm() -> Iterator[ScriptedOpenAI]:
-    with ScriptedOpenAI([
-        Rule(when_tool_result_for="create_task", text=REPLY),
-        Rule(when_user_contains="task", tool_calls=(ToolCallReply(
-            name="create_task", arguments={"title": "Buy milk", "description": "tomorrow"}),)),
-        Rule(text="Sorry, could you say that again?"),
-    ]) as server:
+    with ScriptedOpenAI(
+        [
+            Rule(when_tool_result_for="create_task", text=REPLY),
+            Rule(
+                when_user_contains="task",
+                tool_calls=(
+                    ToolCallReply(
+                        name="create_task",
+                        arguments={"title": "Buy milk", "description": "tomorrow"},
+                    ),
+                ),
+            ),
+            Rule(text="Sorry, could you say that again?"),
+        ]
+    ) as server:
         yield server
 
 
 @pytest.fixture
-def platform(recorder_env: dict[str, str], start_service: Start, llm: ScriptedOpenAI,
-             tmp_path: Path) -> dict[str, str]:
-    env = {**recorder_env, **llm.env(), "LIVEKIT_URL": "", "LIVEKIT_API_KEY": "",
-           "LIVEKIT_API_SECRET": "", "ROOM_NAME": "", "TASKS_DB": str(tmp_path / "a.db"),
-           "STELLA_AGENT_PATH": os.pathsep.join([str(ROOT / "examples" / "my-agent"),
-                                                 str(ROOT / "examples")]),
-           "STELLA_STT_PROVIDER": "whisper"}
+def platform(
+    recorder_env: dict[str, str], start_service: Start, llm: ScriptedOpenAI, tmp_path: Path
+) -> dict[str, str]:
+    env = {
+        **recorder_env,
+        **llm.env(),
+        "LIVEKIT_URL": "",
+        "LIVEKIT_API_KEY": "",
+        "LIVEKIT_API_SECRET": "",
+        "ROOM_NAME": "",
+        "TASKS_DB": str(tmp_path / "a.db"),
+        "STELLA_AGENT_PATH": os.pathsep.join(
+            [str(ROOT / "examples" / "my-agent"), str(ROOT / "examples")]
+        ),
+        "STELLA_STT_PROVIDER": "whisper",
+    }
     start_service("recorder", env)
     start_service("stt", env)
     start_service("tts", env)
@@ -53,8 +71,9 @@ def platform(recorder_env: dict[str, str], start_service: Start, llm: ScriptedOp
 
 
 async def test_spoken_question_gets_a_spoken_answer(bus: Bus, platform: dict[str, str]) -> None:
-    session = await open_session(bus, "my-custom-agent", TEST_SECRET, audio=True,
-                                 session_id=str(__import__("uuid").uuid4()))
+    session = await open_session(
+        bus, "my-custom-agent", TEST_SECRET, audio=True, session_id=str(__import__("uuid").uuid4())
+    )
     client = await VoiceClient(bus, session.session_id).attach()
     greeting = await asyncio.wait_for(client.turns.get(), 60)
     assert not greeting.error
@@ -81,7 +100,9 @@ async def test_spoken_question_gets_a_spoken_answer(bus: Bus, platform: dict[str
     print("turn latency", m.deltas_ms)
     assert 0 < m.deltas_ms["voice_to_voice_ms"] < 10_000
     history = HistoryClient(platform["STELLA_HISTORY_ADDR"])
-    sql = (f"SELECT count() FROM stella.events WHERE session_id = '{session.session_id}' "
-           "AND type = 'metrics.turn'")
+    sql = (
+        f"SELECT count() FROM stella.events WHERE session_id = '{session.session_id}' "
+        "AND type = 'metrics.turn'"
+    )
     assert history.wait_for(sql, 1) == 1
     history.close()

@@ -51,8 +51,12 @@ def example_env(data_dir: Path, environ: dict[str, str]) -> dict[str, str]:
 def local_plan(
     data_dir: Path, environ: dict[str, str], example: Path | None, only: list[str] | None = None
 ) -> list[ProcessSpec]:
-    """The recorder first (so nothing is missed), then tools, then the agents."""
-    plan = [ProcessSpec("recorder", "recorder")]
+    """The recorder first (so nothing is missed), then speech, tools, and the agents."""
+    plan = [
+        ProcessSpec("recorder", "recorder"),
+        ProcessSpec("stt", "stt"),
+        ProcessSpec("tts", "tts"),
+    ]
     if example is not None:
         agent_env = {**example_env(data_dir, environ), "STELLA_AGENT_PATH": str(example)}
         plan.append(
