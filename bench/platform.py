@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,7 @@ class BenchPlatform:
     root: Path
     nats_url: str
     env: dict[str, str]
+    nats_pids: list[int]
 
     def start(self, service: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         process = subprocess.Popen(
@@ -72,8 +74,10 @@ def bench_platform() -> Iterator[BenchPlatform]:
             "STELLA_DATA_DIR": str(root / "data"),
             "STELLA_HISTORY_ADDR": f"127.0.0.1:{free_port()}",
             "CLICKHOUSE_URL": "",
+            "STELLA_SECRET": secrets.token_urlsafe(48),
         }
-        platform = BenchPlatform(root=root, nats_url=url, env=env)
+        assert nats.process is not None
+        platform = BenchPlatform(root=root, nats_url=url, env=env, nats_pids=[nats.process.pid])
         try:
             yield platform
         finally:

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from stella_contracts import AgentText, UserText
 from stella_services.runtime.bus import Bus
 from stella_services.runtime.nats_server import free_port
@@ -29,6 +31,7 @@ def alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
+@pytest.mark.slow  # starts stt and tts, which load the speech models
 async def test_stella_up_query_events_and_clean_stop(tmp_path: Path, uid: str) -> None:
     nats_port, grpc_port = free_port(), free_port()
     llm = ScriptedOpenAI(
