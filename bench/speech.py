@@ -59,7 +59,7 @@ def stt_rtf() -> list[Figure]:
             Figure(
                 f"STT real-time factor ({provider})",
                 took / seconds,
-                "× real time",
+                "x real time",
                 f"{len(arrays)} kokoro-spoken questions ({seconds:.1f} s), decoded one by one, "
                 "2 threads, in-process",
                 "< 0.2",
