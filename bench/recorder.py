@@ -11,6 +11,7 @@ from bench.figures import Figure, percentile
 from bench.platform import BenchPlatform
 from stella_contracts import AgentText, UserText
 from stella_contracts.proto import history_pb2, history_pb2_grpc
+from stella_services.runtime import tokens
 from stella_services.runtime.bus import Bus
 from stella_services.runtime.settings import ServiceSettings
 
@@ -18,11 +19,14 @@ EVENTS = 50_000
 SESSIONS = 100
 WINDOW = 2_000
 HISTORY_CALLS = 1_000
+AUTH: list[tuple[str, str]] = []  # admin token metadata, set by run()
 
 
 def _count(stub: history_pb2_grpc.HistoryServiceStub, where: str) -> int:
     reply = stub.Query(
-        history_pb2.QueryRequest(sql=f"SELECT count() FROM stella.events WHERE {where}"), timeout=30
+        history_pb2.QueryRequest(sql=f"SELECT count() FROM stella.events WHERE {where}"),
+        timeout=30,
+        metadata=AUTH,
     )
     return int(reply.rows[0].values[0].number_value)
 
@@ -57,7 +61,8 @@ async def _wait_stored(
 
 def _distinct(stub: history_pb2_grpc.HistoryServiceStub, prefix: str) -> float:
     sql = f"SELECT uniqExact(id) FROM stella.events WHERE startsWith(session_id, '{prefix}-')"
-    return stub.Query(history_pb2.QueryRequest(sql=sql), timeout=30).rows[0].values[0].number_value
+    reply = stub.Query(history_pb2.QueryRequest(sql=sql), timeout=30, metadata=AUTH)
+    return reply.rows[0].values[0].number_value
 
 
 async def _backlog(
@@ -141,11 +146,11 @@ async def _history_latency(
         await asyncio.sleep(0.05)
     request = history_pb2.GetChatHistoryRequest(session_id=sid, limit=500)
     for _ in range(50):  # warm up
-        stub.GetChatHistory(request, timeout=10)
+        stub.GetChatHistory(request, timeout=10, metadata=AUTH)
     samples = []
     for _ in range(HISTORY_CALLS):
         t = time.perf_counter()
-        reply = stub.GetChatHistory(request, timeout=10)
+        reply = stub.GetChatHistory(request, timeout=10, metadata=AUTH)
         samples.append((time.perf_counter() - t) * 1000)
         assert len(reply.messages) == 500
     method = (
@@ -159,6 +164,8 @@ async def _history_latency(
 
 
 def run(platform: BenchPlatform) -> list[Figure]:
+    token = tokens.mint(platform.env["STELLA_SECRET"], "bench", tokens.Scope.ADMIN, 3600)
+    AUTH[:] = [("authorization", f"Bearer {token}")]
     figures, stub = asyncio.run(_backlog(platform))
     figures += asyncio.run(_live(platform, stub))
     figures += asyncio.run(_history_latency(platform, stub))

@@ -112,7 +112,10 @@ class AgentSession:
         self.room_name = request.room_name
         self.audio = request.audio
         self.agent = agent
-        self.policy = TurnPolicy()
+        self.policy = TurnPolicy(
+            min_barge_in_ms=settings.barge_in_min_ms,
+            min_barge_in_words=settings.barge_in_min_words,
+        )
         self.tools = ToolCaller(bus, settings, request.session_id)
         self.history = HistoryClient(settings.history_addr, request.history_token)
         self.turn: Turn | None = None

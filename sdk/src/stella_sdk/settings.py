@@ -40,6 +40,8 @@ class AgentSettings(BaseSettings):
     openai_model: str = Field(
         default="gpt-4o", validation_alias=AliasChoices("OPENAI_MODEL", "STELLA_OPENAI_MODEL")
     )
+    barge_in_min_ms: int = Field(default=400, ge=0, description="user speech that may interrupt")
+    barge_in_min_words: int = Field(default=2, ge=0, description="non-backchannel words needed")
     log_level: str = "INFO"
 
     def nats_servers(self) -> list[str]:

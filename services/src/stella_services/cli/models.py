@@ -7,6 +7,14 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from stella_services.models import catalog
@@ -25,12 +33,29 @@ def prepare_command(
     """Install, verify and arrange every default model (idempotent; cached by version)."""
     root = models_dir or catalog.models_dir()
     start = time.monotonic()
-    with console.status("preparing models…") as status:
+    names = only or list(STEPS)
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("models", total=len(names))
+
+        def step(message: str) -> None:
+            if message.startswith("preparing ") and message.removeprefix("preparing ") in names:
+                done_so_far = names.index(message.removeprefix("preparing "))
+                bar.update(task, completed=done_so_far)
+            bar.update(task, description=message[:70])
+
         try:
-            done = prepare(only, root, lambda message: status.update(message + "…"))
+            done = prepare(only, root, step)
         except ModelPreparationError as exc:
             console.print(f"[red]✗ {exc}[/]")
             raise typer.Exit(1) from None
+        bar.update(task, completed=len(names))
     for name, path in done.items():
         console.print(f"[green]✓[/] {name:<24} {path}")
     console.print(f"[dim]models ready in {time.monotonic() - start:.1f} s[/]")
