@@ -25,8 +25,7 @@ class Conversation:
     @classmethod
     async def open(cls, bus: Bus, agent: str, room_name: str = "") -> Conversation:
         sid = new_session_id()
-        convo = cls.__new__(cls)
-        convo.__init__(bus, OpenedSession(sid, "", agent, ""))  # type: ignore[misc]
+        convo = cls(bus, OpenedSession(sid, "", agent, ""))  # the real one once dispatched
         convo._sub = await bus.nc.subscribe(subjects.session_events(sid), cb=convo._on)
         convo.session = await open_session(
             bus, agent, TEST_SECRET, room_name=room_name, session_id=sid

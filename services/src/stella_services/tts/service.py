@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 from nats.aio.msg import Msg
@@ -143,11 +142,3 @@ class TtsService:
         if self.bus is not None:
             await self.bus.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
-
-    def idle_sessions(self, older_than_s: float) -> list[str]:
-        now = time.monotonic()
-        return [
-            sid
-            for sid, s in self.speakers.items()
-            if not s.speaking and now - s.last_active > older_than_s
-        ]

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from stella_contracts import TtsDone, TtsRequest, audio, subjects
@@ -25,12 +24,6 @@ log = logging.getLogger(__name__)
 Synthesize = Callable[[str, str], Coroutine[Any, Any, bytes]]  # (text, voice) -> bus PCM
 
 
-@dataclass
-class Utterance:
-    request: TtsRequest
-    received: float
-
-
 class Speaker:
     def __init__(self, session_id: str, bus: Bus, synthesize: Synthesize, lead_ms: float) -> None:
         self.session_id = session_id
@@ -38,15 +31,13 @@ class Speaker:
         self.synthesize = synthesize
         self.pacer = Pacer(lead_ms=lead_ms)
         self.subject = subjects.audio_out(session_id)
-        self._queue: asyncio.Queue[Utterance | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[TtsRequest | None] = asyncio.Queue()
         self._interrupt = asyncio.Event()
         self._seq = 0
-        self.speaking = False
-        self.last_active = time.monotonic()
         self.task = asyncio.create_task(self._run(), name=f"speaker-{session_id}")
 
     def say(self, request: TtsRequest) -> None:
-        self._queue.put_nowait(Utterance(request, time.monotonic()))
+        self._queue.put_nowait(request)
 
     def interrupt(self) -> None:
         """Stop the current utterance within a frame and drop the queued ones."""
@@ -66,14 +57,10 @@ class Speaker:
     async def _run(self) -> None:
         while (item := await self._queue.get()) is not None:
             self._interrupt.clear()
-            self.speaking = True
             try:
-                await self._speak(item.request)
+                await self._speak(item)
             except Exception:
                 log.exception("session %s: speaking failed", self.session_id)
-            finally:
-                self.speaking = False
-                self.last_active = time.monotonic()
 
     async def _speak(self, request: TtsRequest) -> None:
         chunks = speech_chunks(request.text) or [request.text]
