@@ -61,6 +61,7 @@ class AgentHost:
         self._sub = await self.bus.nc.subscribe(
             self.dispatch_subject, queue=QUEUE, cb=self._on_dispatch
         )
+        await self.bus.nc.flush()  # the server knows us before anyone is told we are ready
         log.info(
             "agent %r taking sessions on %s (capacity %d)",
             self.name,

@@ -44,6 +44,9 @@ async def serve(service: Service) -> None:
         loop.add_signal_handler(sig, stop.set)
     telemetry.setup_telemetry(service.name, service.settings.instance)
     await service.start()
+    bus = getattr(service, "bus", None)
+    if bus is not None:  # subscriptions reach the server before anyone is told we are ready
+        await bus.nc.flush()
     print(f"{READY_LINE} {service.name} {service.settings.instance}", flush=True)
     try:
         await stop.wait()
