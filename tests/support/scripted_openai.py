@@ -13,20 +13,34 @@ A rule as JSON (all conditions optional; several conditions must all hold)::
 
 Put ``when_tool_result_for`` rules before the ``when_user_contains`` rule that asked for the tool:
 the follow-up request still carries the same user message, so the asking rule would match again.
+
+Audio, for the speech providers:
+
+* ``POST /v1/audio/speech`` answers ``response_format`` ``pcm`` (24 kHz s16le mono, as OpenAI) or
+  ``wav`` with a deterministic rising sweep lasting ``speech_ms_per_char`` per input character
+  (:func:`speech_pcm` gives the exact bytes). Bodies are kept in ``speech_requests``.
+* ``POST /v1/audio/transcriptions`` (multipart) answers the ``transcripts`` in order, one per
+  request, and fails once they run out. Each request is kept in ``transcription_requests`` with
+  its form fields and the uploaded file's bytes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import email.message
+import io
 import itertools
 import json
+import math
 import re
 import signal
 import socket
 import sys
 import threading
 import time
+import wave
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +49,7 @@ from typing import Any, Self
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 HOST = "127.0.0.1"  # loopback only: this server answers anything without auth
 READY_LINE = "SCRIPTED_OPENAI_READY"
@@ -43,6 +57,12 @@ DEFAULT_MODEL = "scripted-model"
 TOOL_RESULT = "{tool_result}"
 # Tool-call arguments are streamed in pieces this long so clients must reassemble them.
 ARGUMENT_PIECE = 8
+# /v1/audio/speech with response_format "pcm": raw s16le mono at 24 kHz, as OpenAI sends it
+SPEECH_RATE = 24_000
+SPEECH_MS_PER_CHAR = 60.0
+PCM_CONTENT_TYPE = "audio/pcm"
+WAV_CONTENT_TYPE = "audio/wav"
+SPEECH_PIECE = 4_800  # bytes per streamed body chunk (100 ms)
 
 Json = dict[str, Any]
 
@@ -201,6 +221,94 @@ def error_response(status: int, message: str, type_: str, code: str) -> JSONResp
     )
 
 
+def speech_pcm(text: str, ms_per_char: float = SPEECH_MS_PER_CHAR) -> bytes:
+    """What the speech endpoint serves for ``text``: a sweep from 200 to 800 Hz at 0.3 full
+    scale, ``ms_per_char`` per character of ``text``, as 24 kHz s16le mono."""
+    n = round(len(text) * ms_per_char * SPEECH_RATE / 1000)
+    if n == 0:
+        return b""
+    t = [i / SPEECH_RATE for i in range(n)]
+    span = n / SPEECH_RATE
+    low, high = 200.0, 800.0
+    values = (
+        round(0.3 * 32767 * math.sin(2 * math.pi * (low * x + (high - low) * x * x / (2 * span))))
+        for x in t
+    )
+    return b"".join(v.to_bytes(2, "little", signed=True) for v in values)
+
+
+def wav_file(pcm: bytes, rate: int) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class FormFile:
+    filename: str | None
+    content_type: str | None
+    data: bytes
+
+
+def parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str, FormFile]]:
+    """``multipart/form-data`` into its fields and files (python-multipart is not a dependency).
+
+    Raises ``ValueError`` on a body that is not well-formed multipart.
+    """
+    header = email.message.Message()
+    header["content-type"] = content_type
+    boundary = header.get_param("boundary")
+    if header.get_content_type() != "multipart/form-data" or not isinstance(boundary, str):
+        raise ValueError(f"not multipart/form-data with a boundary: {content_type!r}")
+    delimiter = b"\r\n--" + boundary.encode()
+    pieces = (b"\r\n" + body).split(delimiter)
+    if len(pieces) < 2 or not pieces[-1].startswith(b"--"):
+        raise ValueError("multipart body has no closing boundary")
+    fields: dict[str, str] = {}
+    files: dict[str, FormFile] = {}
+    for piece in pieces[1:-1]:
+        head, sep, data = piece.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        if not sep:
+            raise ValueError("multipart part has no header end")
+        part = email.message.Message()
+        for line in head.decode("utf-8").split("\r\n"):
+            key, colon, value = line.partition(":")
+            if not colon:
+                raise ValueError(f"bad multipart header line {line!r}")
+            part[key.strip()] = value.strip()
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            raise ValueError("multipart part without a name")
+        filename = part.get_filename()
+        if filename is None and part.get("content-type") is None:
+            fields[name] = data.decode("utf-8")
+        else:
+            files[name] = FormFile(filename, part.get("content-type"), data)
+    return fields, files
+
+
+@dataclass(frozen=True)
+class TranscriptionRequest:
+    """One ``/v1/audio/transcriptions`` request: its form fields and the uploaded file."""
+
+    fields: dict[str, str]
+    filename: str | None
+    content_type: str | None
+    audio: bytes
+
+    def to_json(self) -> Json:
+        return {
+            "fields": self.fields,
+            "filename": self.filename,
+            "content_type": self.content_type,
+            "audio_base64": base64.b64encode(self.audio).decode("ascii"),
+        }
+
+
 @dataclass
 class _Reply:
     """One planned answer, shared by the streaming and non-streaming shapes."""
@@ -303,14 +411,20 @@ class ScriptedOpenAI:
 
     def __init__(
         self,
-        rules: Sequence[RuleLike],
+        rules: Sequence[RuleLike] = (),
         *,
         token_delay: float = 0.0,
         ttft_delay: float = 0.0,
         model: str = DEFAULT_MODEL,
         port: int = 0,
+        transcripts: Sequence[str] = (),
+        speech_ms_per_char: float = SPEECH_MS_PER_CHAR,
     ) -> None:
         self._rules = to_rules(rules)
+        self._transcripts = list(transcripts)
+        self.speech_ms_per_char = speech_ms_per_char
+        self._speech_requests: list[Json] = []
+        self._transcription_requests: list[TranscriptionRequest] = []
         self.token_delay = token_delay
         self.ttft_delay = ttft_delay
         self.model = model
@@ -341,6 +455,23 @@ class ScriptedOpenAI:
         """Bodies of every chat-completion request received (parsed JSON), oldest first."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def speech_requests(self) -> list[Json]:
+        """Bodies of every ``/v1/audio/speech`` request received (parsed JSON), oldest first."""
+        with self._lock:
+            return list(self._speech_requests)
+
+    @property
+    def transcription_requests(self) -> list[TranscriptionRequest]:
+        """Every ``/v1/audio/transcriptions`` request received, oldest first."""
+        with self._lock:
+            return list(self._transcription_requests)
+
+    def set_transcripts(self, transcripts: Sequence[str]) -> None:
+        """The texts the next transcription requests answer, one each, in order."""
+        with self._lock:
+            self._transcripts = list(transcripts)
 
     def env(self) -> dict[str, str]:
         """Environment for an agent process that should use this server."""
@@ -420,11 +551,113 @@ class ScriptedOpenAI:
             # Lets a test read what an agent in another process sent to a subprocess server.
             return self.requests
 
+        @app.get("/scripted/speech_requests")
+        async def recorded_speech() -> list[Json]:
+            return self.speech_requests
+
+        @app.get("/scripted/transcription_requests")
+        async def recorded_transcriptions() -> list[Json]:
+            return [r.to_json() for r in self.transcription_requests]
+
         @app.post("/v1/chat/completions", response_model=None)
         async def chat(request: Request) -> JSONResponse | StreamingResponse:
             return await self._chat(request)
 
+        @app.post("/v1/audio/speech", response_model=None)
+        async def speech(request: Request) -> JSONResponse | StreamingResponse:
+            return await self._speech(request)
+
+        @app.post("/v1/audio/transcriptions", response_model=None)
+        async def transcriptions(request: Request) -> Response:
+            return await self._transcription(request)
+
         return app
+
+    async def _speech(self, request: Request) -> JSONResponse | StreamingResponse:
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return error_response(
+                400, "request body is not JSON", "invalid_request_error", "invalid_json"
+            )
+        if not isinstance(body, dict):
+            return error_response(
+                400, "request body must be a JSON object", "invalid_request_error", "invalid_body"
+            )
+        with self._lock:
+            self._speech_requests.append(body)
+        for key in ("model", "input", "voice"):
+            if not body.get(key):
+                return error_response(
+                    400, f"'{key}' is required", "invalid_request_error", f"missing_{key}"
+                )
+        text = body["input"]
+        if not isinstance(text, str):
+            return error_response(
+                400, "'input' must be a string", "invalid_request_error", "invalid_input"
+            )
+        fmt = body.get("response_format", "mp3")
+        pcm = speech_pcm(text, self.speech_ms_per_char)
+        if fmt == "pcm":
+            data, media_type = pcm, PCM_CONTENT_TYPE
+        elif fmt == "wav":
+            data, media_type = wav_file(pcm, SPEECH_RATE), WAV_CONTENT_TYPE
+        else:
+            return error_response(
+                400,
+                f"scripted OpenAI serves response_format pcm or wav, not {fmt!r}",
+                "invalid_request_error",
+                "unsupported_response_format",
+            )
+
+        async def pieces() -> AsyncIterator[bytes]:
+            for at in range(0, len(data), SPEECH_PIECE):  # chunked, like the real endpoint
+                yield data[at : at + SPEECH_PIECE]
+
+        return StreamingResponse(pieces(), media_type=media_type)
+
+    async def _transcription(self, request: Request) -> Response:
+        try:
+            fields, files = parse_multipart(
+                request.headers.get("content-type", ""), await request.body()
+            )
+        except (ValueError, UnicodeDecodeError) as e:
+            return error_response(
+                400, f"request body is not multipart: {e}", "invalid_request_error", "invalid_body"
+            )
+        upload = files.get("file")
+        with self._lock:
+            self._transcription_requests.append(
+                TranscriptionRequest(
+                    fields=fields,
+                    filename=upload.filename if upload else None,
+                    content_type=upload.content_type if upload else None,
+                    audio=upload.data if upload else b"",
+                )
+            )
+            text = self._transcripts.pop(0) if upload and self._transcripts else None
+        if upload is None:
+            return error_response(400, "'file' is required", "invalid_request_error", "no_file")
+        if not fields.get("model"):
+            return error_response(400, "'model' is required", "invalid_request_error", "no_model")
+        if text is None:
+            return error_response(
+                500,
+                "scripted OpenAI: no transcript left for this request (set_transcripts)",
+                "server_error",
+                "no_transcript",
+            )
+        fmt = fields.get("response_format", "json")
+        if fmt == "text":
+            return PlainTextResponse(text)
+        if fmt != "json":
+            return error_response(
+                400,
+                f"scripted OpenAI answers response_format json or text, not {fmt!r}",
+                "invalid_request_error",
+                "unsupported_response_format",
+            )
+        return JSONResponse({"text": text})
 
     async def _chat(self, request: Request) -> JSONResponse | StreamingResponse:
         try:
@@ -515,18 +748,24 @@ class Script:
     rules: list[Rule]
     token_delay: float = 0.0
     ttft_delay: float = 0.0
+    transcripts: list[str] = field(default_factory=list)
 
 
 def load_script(path: Path) -> Script:
-    """A JSON list of rules, or ``{"rules": [...], "token_delay": s, "ttft_delay": s}``."""
+    """A JSON list of rules, or ``{"rules": [...], "token_delay": s, "ttft_delay": s,
+    "transcripts": [...]}``."""
     data = json.loads(path.read_text())
     if isinstance(data, list):
         return Script(to_rules(data))
     if isinstance(data, dict) and isinstance(data.get("rules"), list):
+        transcripts = data.get("transcripts", [])
+        if not isinstance(transcripts, list) or not all(isinstance(t, str) for t in transcripts):
+            raise ScriptError(f"{path}: 'transcripts' must be a list of strings")
         return Script(
             to_rules(data["rules"]),
             token_delay=float(data.get("token_delay", 0.0)),
             ttft_delay=float(data.get("ttft_delay", 0.0)),
+            transcripts=transcripts,
         )
     raise ScriptError(f"{path}: expected a list of rules or an object with 'rules'")
 
@@ -545,6 +784,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=args.port,
         token_delay=script.token_delay if args.token_delay is None else args.token_delay,
         ttft_delay=script.ttft_delay if args.ttft_delay is None else args.ttft_delay,
+        transcripts=script.transcripts,
     )
     done = threading.Event()
 

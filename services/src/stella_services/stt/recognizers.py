@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import io
+import os
 import subprocess
 import sys
+import wave
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from stella_services.models import catalog
+
+if TYPE_CHECKING:
+    import openai
+
+SAMPLE_RATE = 16_000
+OPENAI_STT_MODEL = "gpt-4o-mini-transcribe"
 
 
 class Recognizer(Protocol):
@@ -90,11 +99,59 @@ def _check_loadable(files: list[Path]) -> None:
         )
 
 
+def wav_bytes(samples: np.ndarray, rate: int = SAMPLE_RATE) -> bytes:
+    """Float samples in [-1, 1] → a mono 16-bit PCM WAV file, in memory."""
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm.tobytes())
+    return buffer.getvalue()
+
+
+class OpenAIRecognizer:
+    """OpenAI's /v1/audio/transcriptions (or a compatible server) on one utterance.
+
+    ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL`` come from the environment, the model from
+    ``STELLA_OPENAI_STT_MODEL``. Synchronous client: recognition runs on a worker thread.
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        client: openai.OpenAI | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        import openai
+
+        try:
+            self._client = client or openai.OpenAI(timeout=timeout_s)
+        except openai.OpenAIError as exc:
+            raise RecognizerUnavailable(f"stt provider openai: {exc}") from exc
+        self.model = model or os.environ.get("STELLA_OPENAI_STT_MODEL") or OPENAI_STT_MODEL
+
+    def transcribe(self, samples: np.ndarray) -> str:
+        if samples.size == 0:
+            return ""
+        result = self._client.audio.transcriptions.create(
+            model=self.model,
+            file=("audio.wav", wav_bytes(samples), "audio/wav"),
+            language="en",
+        )
+        return result.text.strip()
+
+
 def create_recognizer(provider: str, threads: int = 2) -> Recognizer:
     if provider == "whisper":
         return FasterWhisperRecognizer(threads)
     if provider == "sherpa":
         return SherpaWhisperRecognizer(threads)
+    if provider == "openai":
+        return OpenAIRecognizer()
     raise RecognizerUnavailable(
-        f"stt provider {provider!r} is not available in this version (sherpa, whisper are)"
+        f"stt provider {provider!r} is not available (sherpa, whisper, openai are)"
     )

@@ -42,7 +42,8 @@ class SttService:
         self.recognizer = await loop.run_in_executor(
             self._executor, create_recognizer, self.settings.stt_provider, self.settings.stt_threads
         )
-        await self.transcribe(np.zeros(audio.SAMPLE_RATE, dtype=np.float32))  # warm-up
+        if self.settings.stt_provider != "openai":  # a paid call would warm nothing
+            await self.transcribe(np.zeros(audio.SAMPLE_RATE, dtype=np.float32))
         self.bus = await Bus.connect(self.settings, self.name)
         await self.bus.ensure_streams(self.settings.events_max_age_days)
         self._subs = [
@@ -66,13 +67,15 @@ class SttService:
         if listener is None:
             assert self.bus is not None
             vad = self._silero(audio.SAMPLE_RATE, self._vad_model)
+            # a cloud recognizer gets finals only: a request every 500 ms would be costly
+            partials = self.settings.stt_provider != "openai"
             listener = Listener(
                 session_id,
                 self.bus,
                 vad.process,
                 self.transcribe,
                 self.settings,
-                lambda: self._busy > 0,
+                lambda: self._busy > 0 or not partials,
             )
             self.listeners[session_id] = listener
         return listener

@@ -6,7 +6,7 @@ from stella_services.runtime.settings import ServiceSettings
 
 
 class SttSettings(ServiceSettings):
-    stt_provider: str = Field(default="sherpa", description="sherpa or whisper")
+    stt_provider: str = Field(default="sherpa", description="sherpa, whisper or openai")
     stt_threads: int = Field(default=2, ge=1)
     vad_threshold: float = Field(default=0.5, gt=0, lt=1)
     vad_min_silence_ms: int = Field(default=300, ge=100, description="silence that ends a turn")

@@ -51,7 +51,8 @@ class TtsService:
         self.engine = await loop.run_in_executor(
             self._executor, create_engine, self.settings.tts_provider, self.settings.tts_voice
         )
-        await self.synthesize("Ready.", "")  # warm-up: the first real request is not slower
+        if self.settings.tts_provider != "openai":  # warm-up: the first request is not slower
+            await self.synthesize("Ready.", "")
         self.bus = await Bus.connect(self.settings, self.name)
         await self.bus.ensure_streams(self.settings.events_max_age_days)
         nc = self.bus.nc

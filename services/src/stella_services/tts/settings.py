@@ -6,6 +6,6 @@ from stella_services.runtime.settings import ServiceSettings
 
 
 class TtsSettings(ServiceSettings):
-    tts_provider: str = Field(default="kokoro", description="kokoro")
+    tts_provider: str = Field(default="kokoro", description="kokoro, piper or openai")
     tts_voice: str = Field(default="af_heart", description="default voice")
     tts_lead_ms: float = Field(default=120.0, ge=0, description="audio sent ahead of playback")
