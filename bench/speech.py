@@ -68,7 +68,7 @@ def stt_rtf() -> list[Figure]:
     return figures
 
 
-async def _tts_first_audio(platform: BenchPlatform) -> list[Figure]:
+async def _tts_first_audio(platform: BenchPlatform, engine: str = "kokoro") -> list[Figure]:
     bus = await Bus.connect(ServiceSettings(nats_url=platform.nats_url), "bench")
     samples = []
     for i in range(10):
@@ -249,6 +249,11 @@ def run(platform: BenchPlatform) -> list[Figure]:
             figures += asyncio.run(_tts_first_audio(platform))
         pids = [p.pid for p in procs] + platform.nats_pids
         figures += asyncio.run(_voice_to_voice(platform, pids))
+        if not os.environ.get("STELLA_BENCH_DEBUG"):  # the fast engine, for comparison
+            procs[2].terminate()
+            procs[2].wait(30)
+            platform.start("tts", {"STELLA_TTS_PROVIDER": "piper"})
+            figures += asyncio.run(_tts_first_audio(platform, "piper"))
     finally:
         llm.stop()
     return figures
