@@ -88,10 +88,10 @@ async def _tts_first_audio(platform: BenchPlatform, engine: str = "kokoro") -> l
     await bus.close()
     return [
         Figure(
-            "TTS time to first audio, two-sentence reply (p50)",
+            f"TTS time to first audio, two-sentence reply (p50, {engine})",
             percentile(samples, 50),
             "ms",
-            f"kokoro via the tts service: tts.request published → first 20 ms "
+            f"{engine} via the tts service: tts.request published → first 20 ms "
             f"frame on audio.out, {len(samples)} replies",
             "≤ 300",
         )
