@@ -452,3 +452,19 @@ def test_spoken_prefix_edges() -> None:
     assert spoken_prefix([], 0, 0.5) == ""
     with pytest.raises(ValueError):
         spoken_prefix(_CHUNKS, -1, 0.5)
+
+
+def test_lead_in_splits_a_short_opening_off_the_first_chunk() -> None:
+    from stella_services.tts.chunking import lead_in
+
+    assert lead_in(["Sure, that works.", "Next."]) == ["Sure,", "that works.", "Next."]
+    assert lead_in(["Okay — here it is."]) == ["Okay —", "here it is."]
+    assert lead_in(["Okay so, here it is."], max_words=2) == ["Okay so,", "here it is."]
+    assert lead_in(["Yes, fine."]) == ["Yes, fine."]  # too little would be left
+    assert lead_in(["Your order, sadly, is late."]) == ["Your order, sadly, is late."]
+    assert lead_in(["No commas here at all."]) == ["No commas here at all."]
+    assert lead_in([]) == []
+    text = "Sure, that works. Your order will arrive tomorrow before noon."
+    from stella_services.tts.chunking import speech_chunks
+
+    assert " ".join(lead_in(speech_chunks(text))) == text

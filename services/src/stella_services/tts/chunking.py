@@ -103,6 +103,28 @@ class ChunkStream:
         return chunks
 
 
+def lead_in(chunks: list[str], *, max_words: int = 1, min_rest_words: int = 2) -> list[str]:
+    """Split a one-word opening ("Sure,", "Okay —") off the first chunk.
+
+    The first audio waits for the whole first chunk to be synthesized, and a TTS model's
+    cost has a large fixed part: a one-word lead-in that ends at a comma or a dash starts
+    speech ~50 ms sooner, where the speaker would pause anyway.
+    """
+    if not chunks:
+        return chunks
+    words = chunks[0].split()
+    for i in range(min(max_words, len(words))):
+        end = i
+        if i + 1 < len(words) and words[i + 1] in _DASH_TOKENS:
+            end = i + 1  # "Okay — here it is."
+        elif not words[i].endswith((",", *_DASH_ENDS)):
+            continue
+        if len(words) - end - 1 >= min_rest_words:
+            return [" ".join(words[: end + 1]), " ".join(words[end + 1 :]), *chunks[1:]]
+        return chunks
+    return chunks
+
+
 def spoken_prefix(chunks: list[str], spoken_chunks: int, fraction_of_current: float) -> str:
     """What the user heard: the first ``spoken_chunks`` chunks whole, plus the leading words
     of the next chunk in proportion to ``fraction_of_current`` (rounded down to whole words)."""

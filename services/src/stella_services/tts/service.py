@@ -23,7 +23,7 @@ from stella_contracts import (
 from stella_contracts.audio import HEADER_SEQ
 from stella_contracts.speech import HEADER_ERROR, HEADER_FINAL
 from stella_services.runtime.bus import Bus
-from stella_services.tts.chunking import speech_chunks
+from stella_services.tts.chunking import lead_in, speech_chunks
 from stella_services.tts.engines import SpeechEngine, create_engine, to_bus_pcm
 from stella_services.tts.settings import TtsSettings
 from stella_services.tts.speaker import Speaker
@@ -119,7 +119,7 @@ class TtsService:
     async def _stream(self, inbox: str, request: SynthesisRequest) -> None:
         seq = 0
         try:
-            for chunk in speech_chunks(request.text) or [request.text]:
+            for chunk in lead_in(speech_chunks(request.text)) or [request.text]:
                 pcm = await self.synthesize(chunk, request.voice)
                 await self._reply(inbox, pcm, {HEADER_SEQ: str(seq)})
                 seq += 1

@@ -17,7 +17,7 @@ from typing import Any
 from stella_contracts import TtsDone, TtsRequest, audio, subjects
 from stella_sdk.bus import Bus
 from stella_sdk.pacing import Pacer
-from stella_services.tts.chunking import speech_chunks, spoken_prefix
+from stella_services.tts.chunking import lead_in, speech_chunks, spoken_prefix
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Speaker:
                 log.exception("session %s: speaking failed", self.session_id)
 
     async def _speak(self, request: TtsRequest) -> None:
-        chunks = speech_chunks(request.text) or [request.text]
+        chunks = lead_in(speech_chunks(request.text)) or [request.text]
         voice = request.voice
         frames_sent = 0
         spoken_chunks = 0
