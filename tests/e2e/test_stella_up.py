@@ -91,7 +91,11 @@ async def test_stella_up_query_events_and_clean_stop(tmp_path: Path, uid: str) -
         await bus.emit(sid, UserText(text="what is on my list"))
         await bus.emit(sid, AgentText(text="Buy milk."))
         await bus.close()
-        out, err = tail.communicate(timeout=30)
+        try:
+            out, err = tail.communicate(timeout=30)
+        finally:
+            if tail.poll() is None:  # never leave it running, even when the test fails
+                tail.kill()
         assert tail.returncode == 0, err
         assert "user.text" in out and "what is on my list" in out
         assert "agent.text" in out and "Buy milk." in out
