@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
-import sys
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from stella_services.runtime.lifecycle import READY_LINE
 from stella_services.runtime.nats_server import LocalNats, free_port
+from tests.support.processes import ServiceProcess
 
 
 @dataclass
@@ -25,42 +20,19 @@ class BenchPlatform:
     env: dict[str, str]
     nats_pids: list[int]
 
-    def start(self, service: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "stella_services", "serve", service],
-            env={**os.environ, **self.env, **(extra_env or {})},
-            stdout=subprocess.PIPE,
-            stderr=open(self.root / f"{service}.err.log", "a"),
-            text=True,
-        )
-        ready = threading.Event()
-
-        def watch() -> None:
-            assert process.stdout is not None
-            for line in process.stdout:
-                if line.startswith(READY_LINE):
-                    ready.set()
-
-        threading.Thread(target=watch, daemon=True).start()
-        deadline = time.monotonic() + 120
-        while not ready.wait(0.05):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{service} did not start; see {self.root}/{service}.err.log")
+    def start(self, service: str, extra_env: dict[str, str] | None = None) -> ServiceProcess:
+        """``stella serve <service>``, waited for until ready (the tests' own launcher)."""
+        process = ServiceProcess(service, {**self.env, **(extra_env or {})}, self.root)
+        process.start(timeout=120)
         self._children.append(process)
         return process
 
     def __post_init__(self) -> None:
-        self._children: list[subprocess.Popen[str]] = []
+        self._children: list[ServiceProcess] = []
 
     def stop_all(self) -> None:
         for p in reversed(self._children):
-            if p.poll() is None:
-                p.terminate()
-        for p in self._children:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            p.stop()
 
 
 @contextmanager

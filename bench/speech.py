@@ -141,7 +141,7 @@ async def _voice_to_voice(platform: BenchPlatform, pids: list[int]) -> list[Figu
     async def send(pcm: bytes) -> float:
         """Frames out at real time across calls, like a microphone (never faster)."""
         nonlocal seq, next_at
-        chunks, _ = audio.split_frames(pcm + b"\x00" * (-len(pcm) % audio.FRAME_BYTES))
+        chunks = audio.padded_frames(pcm)
         next_at = max(next_at, time.perf_counter() - frame_s)
         for chunk in chunks:
             delay = next_at - time.perf_counter()
@@ -250,8 +250,7 @@ def run(platform: BenchPlatform) -> list[Figure]:
         pids = [p.pid for p in procs] + platform.nats_pids
         figures += asyncio.run(_voice_to_voice(platform, pids))
         if not os.environ.get("STELLA_BENCH_DEBUG"):  # the fast engine, for comparison
-            procs[2].terminate()
-            procs[2].wait(30)
+            procs[2].stop()
             platform.start("tts", {"STELLA_TTS_PROVIDER": "piper"})
             figures += asyncio.run(_tts_first_audio(platform, "piper"))
     finally:

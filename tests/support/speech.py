@@ -86,9 +86,7 @@ def dominant_hz(pcm: bytes) -> float:
 async def stream_audio(bus: Bus, session_id: str, pcm: bytes, speed: float = 1.0) -> float:
     """Publish ``pcm`` as 20 ms frames on ``audio.in``, paced at ``speed`` times real time.
     Returns the wall time the last frame left."""
-    frames, rest = audio.split_frames(pcm)
-    if rest:
-        frames.append(rest + b"\x00" * (audio.FRAME_BYTES - len(rest)))
+    frames = audio.padded_frames(pcm)
     subject = subjects.audio_in(session_id)
     start = time.monotonic()
     for i, pcm_frame in enumerate(frames):

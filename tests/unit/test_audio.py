@@ -33,3 +33,10 @@ def test_split_frames_keeps_the_remainder() -> None:
     frames, rest = audio.split_frames(b"\x00" * (640 * 3 + 100))
     assert len(frames) == 3 and all(len(f) == 640 for f in frames)
     assert len(rest) == 100
+
+
+def test_padded_frames_pad_the_last_frame_with_silence() -> None:
+    frames = audio.padded_frames(b"\x01" * (640 + 100))
+    assert [len(f) for f in frames] == [640, 640]
+    assert frames[1] == b"\x01" * 100 + b"\x00" * 540
+    assert audio.padded_frames(b"") == []

@@ -65,3 +65,11 @@ def split_frames(pcm: bytes) -> tuple[list[bytes], bytes]:
     whole = len(pcm) - len(pcm) % FRAME_BYTES
     frames = [pcm[i : i + FRAME_BYTES] for i in range(0, whole, FRAME_BYTES)]
     return frames, pcm[whole:]
+
+
+def padded_frames(pcm: bytes) -> list[bytes]:
+    """Cut PCM into whole frames, the last one padded with silence (audio that must go out)."""
+    frames, rest = split_frames(pcm)
+    if rest:
+        frames.append(rest + b"\x00" * (FRAME_BYTES - len(rest)))
+    return frames

@@ -374,9 +374,7 @@ class AgentSession:
 
     async def publish_audio(self, pcm: bytes) -> None:
         """Raw PCM s16le 16 kHz mono onto ``stella.audio.<sid>.out``: 20 ms frames, paced."""
-        frames, rest = audio.split_frames(pcm)
-        if rest:
-            frames.append(rest + b"\x00" * (audio.FRAME_BYTES - len(rest)))
+        frames = audio.padded_frames(pcm)
         subject = subjects.audio_out(self.session_id)
         self._streaming += 1
         try:

@@ -155,29 +155,23 @@ class Listener:
 
     async def _partial(self, utterance: str, start: int, end: int) -> None:
         text = await self._decode(start, end)
-        if text and utterance == self.utterance_id and self.tracker.in_speech:
-            await self.bus.emit(
-                self.session_id,
-                SttTranscript(
-                    text=text,
-                    is_final=False,
-                    utterance_id=utterance,
-                    start_ms=start // SAMPLES_PER_MS,
-                    end_ms=end // SAMPLES_PER_MS,
-                    language="en",
-                ),
-            )
+        if utterance == self.utterance_id and self.tracker.in_speech:
+            await self._transcript(text, False, utterance, start, end // SAMPLES_PER_MS)
 
     async def _final(
         self, decode: asyncio.Task[str], utterance: str, start: int, end_ms: int
     ) -> None:
-        text = await decode
+        await self._transcript(await decode, True, utterance, start, end_ms)
+
+    async def _transcript(
+        self, text: str, is_final: bool, utterance: str, start: int, end_ms: int
+    ) -> None:
         if text:
             await self.bus.emit(
                 self.session_id,
                 SttTranscript(
                     text=text,
-                    is_final=True,
+                    is_final=is_final,
                     utterance_id=utterance,
                     start_ms=start // SAMPLES_PER_MS,
                     end_ms=end_ms,

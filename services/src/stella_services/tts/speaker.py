@@ -78,9 +78,7 @@ class Speaker:
                 first_synth_us = time.time_ns() // 1000
             if index + 1 < len(chunks):  # synthesize ahead while this one plays
                 next_pcm = asyncio.create_task(self.synthesize(chunks[index + 1], voice))
-            frames, rest = audio.split_frames(pcm)
-            if rest:
-                frames.append(rest + b"\x00" * (audio.FRAME_BYTES - len(rest)))
+            frames = audio.padded_frames(pcm)
             for position, frame in enumerate(frames):
                 if await self._wait_or_interrupted(self.pacer.delay()):
                     interrupted = True
