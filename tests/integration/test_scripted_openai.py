@@ -274,7 +274,8 @@ async def test_streaming_delays() -> None:
         total = time.monotonic() - started
     assert "".join(pieces) == text
     assert first_token is not None and first_token >= 0.3
-    assert total - first_token >= 4 * 0.05  # four gaps between five word chunks
+    # four gaps between five word chunks; arrival times jitter, so allow 20% (no delay: ~0)
+    assert total - first_token >= 0.8 * 4 * 0.05
 
 
 # -- subprocess mode -----------------------------------------------------------------------------
