@@ -30,6 +30,11 @@ SERVICES: dict[str, ServiceSpec] = {
             "every session event into ClickHouse; chat history and analytics over gRPC",
         ),
         ServiceSpec(
+            "gateway",
+            "stella_services.gateway.service:GatewayService",
+            "REST sessions API, WebSocket/WebRTC audio, LiveKit bridge and the web playground",
+        ),
+        ServiceSpec(
             "stt",
             "stella_services.stt.service:SttService",
             "voice activity and speech recognition per session (audio.in → stt.* events)",

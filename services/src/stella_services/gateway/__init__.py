@@ -1,0 +1,1 @@
+"""The gateway: STELLA's only public HTTP surface (REST, WebSocket, WebRTC, LiveKit, playground)."""
