@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help setup models up test test-fast bench lint proto clean
+.PHONY: help system setup models up test test-fast bench lint proto clean
 
 help:
 	@echo "make up        start the whole platform locally (installs what is missing)"
@@ -17,6 +17,17 @@ help:
 
 $(UV):
 	python3 -m pip install --user --quiet "uv==$(UV_VERSION)" || pip install --quiet "uv==$(UV_VERSION)"
+
+# Debian packages the browser and WebRTC tests need (TESTING.md): chromium, iproute2.
+system:
+	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v unshare >/dev/null || missing="$$missing util-linux"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing (apt)"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 # uv.lock is committed; --frozen installs exactly it.
 setup: $(UV)
@@ -29,7 +40,7 @@ models: setup
 up: models
 	$(PY) -m stella_services up
 
-test: models
+test: models system
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: setup

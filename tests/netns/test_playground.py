@@ -1,0 +1,163 @@
+"""The playground in headless Chromium: a fake microphone speaks a question over WebRTC; the
+page shows the user's words, the agent's reply text, and plays the reply (energy > 0); the
+session is then in ClickHouse."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+from stella_services.runtime.nats_server import free_port
+from tests.support.gateway import TEST_API_KEY, gateway_url
+from tests.support.history import TEST_SECRET, HistoryClient
+from tests.support.processes import ServiceProcess
+from tests.support.scripted_openai import Rule, ScriptedOpenAI
+from tests.support.speech import silence, speech_pcm, words
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+QUESTION = "What is the capital of France?"
+REPLY = "The capital of France is Paris."
+
+
+def write_wav(path: Path, pcm: bytes, rate: int = 16_000) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm)
+    return path
+
+
+@pytest.fixture(scope="module")
+def platform(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("playground")
+    llm = ScriptedOpenAI(
+        [Rule(when_user_contains="capital", text=REPLY), Rule(text="Could you say that again?")]
+    ).__enter__()
+    env = {
+        "NATS_URL": nats_url,
+        "STELLA_DATA_DIR": str(tmp / "data"),
+        "STELLA_HISTORY_ADDR": f"127.0.0.1:{free_port()}",
+        "CLICKHOUSE_URL": "",
+        "STELLA_SECRET": TEST_SECRET,
+        **llm.env(),
+        "LIVEKIT_URL": "",
+        "LIVEKIT_API_KEY": "",
+        "LIVEKIT_API_SECRET": "",
+        "ROOM_NAME": "",
+        "TASKS_DB": str(tmp / "tasks.db"),
+        "STELLA_AGENT_PATH": str(ROOT / "examples" / "my-agent"),
+    }
+    started: list[ServiceProcess] = []
+    try:
+        for name, extra in (
+            ("recorder", {}),
+            ("stt", {}),
+            ("tts", {}),
+            ("agent-runner", {"STELLA_AGENT": "src.agent:MyCustomAgent"}),
+            ("gateway", {"STELLA_API_KEYS": TEST_API_KEY, "STELLA_PORT": "0"}),
+        ):
+            started.append(ServiceProcess(name, {**env, **extra}, tmp / "logs").start(120))
+        yield {"env": env, "url": gateway_url(started[-1]), "tmp": tmp}
+    finally:
+        for proc in reversed(started):
+            proc.stop()
+        llm.__exit__(None, None, None)
+
+
+def chromium_args(wav: Path) -> list[str]:
+    return [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}",
+        "--allow-loopback-in-peer-connection",
+        "--autoplay-policy=no-user-gesture-required",
+    ]
+
+
+def events(page: Page) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = page.evaluate("window.stella.events")
+    return result
+
+
+def wait_event(page: Page, match: Any, timeout: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in events(page):
+            if match(event):
+                return event
+        page.wait_for_timeout(200)
+    raise AssertionError(f"no matching event; page saw: {[e['type'] for e in events(page)]}")
+
+
+def test_playground_voice_conversation_in_chromium(platform: dict[str, Any]) -> None:
+    tmp: Path = platform["tmp"]
+    # the fake microphone loops this file: the question, then a long pause for the answer
+    wav = write_wav(tmp / "question.wav", silence(800) + speech_pcm(QUESTION) + silence(20_000))
+    profile = tempfile.mkdtemp(dir=tmp, prefix="chromium-")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, args=chromium_args(wav), headless=True
+        )
+        try:
+            page = browser.new_page()
+            page.goto(f"{platform['url']}/?agent=my-custom-agent#key={TEST_API_KEY}")
+            assert page.input_value("#api-key") == TEST_API_KEY
+            assert "key=" not in page.url  # the key left the address bar
+            page.click("#start")
+            page.wait_for_function("window.stella.state.startsWith('live')", timeout=30_000)
+
+            heard = wait_event(
+                page,
+                lambda e: (
+                    e["type"] == "stt.transcript"
+                    and e["payload"]["is_final"]
+                    and "france" in words(e["payload"]["text"])
+                ),
+            )
+            reply = wait_event(
+                page, lambda e: e["type"] == "agent.text" and "Paris" in e["payload"]["text"]
+            )
+            page.wait_for_selector("#messages li.assistant:has-text('Paris')")
+            page.wait_for_selector(f"#messages li.user:has-text('{heard['payload']['text'][:12]}')")
+            page.wait_for_timeout(3000)  # the reply plays
+            levels: list[list[float]] = page.evaluate("window.stella.levels")
+            after_reply = [rms for t, rms in levels if t >= reply["t"]]
+            assert after_reply and max(after_reply) > 0.01, max(after_reply or [0])
+            metrics = wait_event(page, lambda e: e["type"] == "metrics.turn", timeout=30)
+            assert metrics["payload"]["deltas_ms"]
+            assert page.locator("#turns tr").count() >= 1  # the latency breakdown
+
+            session_id = page.text_content("#session-id").split()[-1]  # type: ignore[union-attr]
+            page.click("#end")
+            wait_event(page, lambda e: e["type"] == "lifecycle.ended")
+        finally:
+            browser.close()
+
+    history = HistoryClient(platform["env"]["STELLA_HISTORY_ADDR"])
+    history.wait_for(
+        f"SELECT count() FROM stella.events WHERE session_id = '{session_id}' "
+        "AND type = 'lifecycle.ended'",
+        1,
+    )
+    said = [(m.role, m.content) for m in history.history(session_id)]
+    assert any(r == "user" and "france" in words(c) for r, c in said), said
+    assert any(r == "assistant" and "Paris" in c for r, c in said), said
+    assert os.path.exists(CHROMIUM)
