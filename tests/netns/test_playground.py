@@ -15,17 +15,12 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from stella_services.runtime.nats_server import free_port
-from tests.support.gateway import TEST_API_KEY, gateway_url
-from tests.support.history import TEST_SECRET, HistoryClient
-from tests.support.processes import ServiceProcess
-from tests.support.scripted_openai import Rule, ScriptedOpenAI
+from tests.support.gateway import QUESTION, TEST_API_KEY, VoicePlatform, voice_platform
+from tests.support.history import HistoryClient
 from tests.support.speech import silence, speech_pcm, words
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
-QUESTION = "What is the capital of France?"
-REPLY = "The capital of France is Paris."
 
 
 def write_wav(path: Path, pcm: bytes, rate: int = 16_000) -> Path:
@@ -38,40 +33,9 @@ def write_wav(path: Path, pcm: bytes, rate: int = 16_000) -> Path:
 
 
 @pytest.fixture(scope="module")
-def platform(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("playground")
-    llm = ScriptedOpenAI(
-        [Rule(when_user_contains="capital", text=REPLY), Rule(text="Could you say that again?")]
-    ).__enter__()
-    env = {
-        "NATS_URL": nats_url,
-        "STELLA_DATA_DIR": str(tmp / "data"),
-        "STELLA_HISTORY_ADDR": f"127.0.0.1:{free_port()}",
-        "CLICKHOUSE_URL": "",
-        "STELLA_SECRET": TEST_SECRET,
-        **llm.env(),
-        "LIVEKIT_URL": "",
-        "LIVEKIT_API_KEY": "",
-        "LIVEKIT_API_SECRET": "",
-        "ROOM_NAME": "",
-        "TASKS_DB": str(tmp / "tasks.db"),
-        "STELLA_AGENT_PATH": str(ROOT / "examples" / "my-agent"),
-    }
-    started: list[ServiceProcess] = []
-    try:
-        for name, extra in (
-            ("recorder", {}),
-            ("stt", {}),
-            ("tts", {}),
-            ("agent-runner", {"STELLA_AGENT": "src.agent:MyCustomAgent"}),
-            ("gateway", {"STELLA_API_KEYS": TEST_API_KEY, "STELLA_PORT": "0"}),
-        ):
-            started.append(ServiceProcess(name, {**env, **extra}, tmp / "logs").start(120))
-        yield {"env": env, "url": gateway_url(started[-1]), "tmp": tmp}
-    finally:
-        for proc in reversed(started):
-            proc.stop()
-        llm.__exit__(None, None, None)
+def platform(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VoicePlatform]:
+    with voice_platform(nats_url, tmp_path_factory.mktemp("playground")) as running:
+        yield running
 
 
 def chromium_args(wav: Path) -> list[str]:
@@ -107,8 +71,8 @@ def wait_event(page: Page, match: Any, timeout: float = 60.0) -> dict[str, Any]:
     raise AssertionError(f"no matching event; page saw: {[e['type'] for e in events(page)]}")
 
 
-def test_playground_voice_conversation_in_chromium(platform: dict[str, Any]) -> None:
-    tmp: Path = platform["tmp"]
+def test_playground_voice_conversation_in_chromium(platform: VoicePlatform) -> None:
+    tmp = platform.tmp
     # the fake microphone loops this file: the question, then a long pause for the answer
     wav = write_wav(tmp / "question.wav", silence(800) + speech_pcm(QUESTION) + silence(20_000))
     profile = tempfile.mkdtemp(dir=tmp, prefix="chromium-")
@@ -118,7 +82,7 @@ def test_playground_voice_conversation_in_chromium(platform: dict[str, Any]) -> 
         )
         try:
             page = browser.new_page()
-            page.goto(f"{platform['url']}/?agent=my-custom-agent#key={TEST_API_KEY}")
+            page.goto(f"{platform.url}/?agent=my-custom-agent#key={TEST_API_KEY}")
             assert page.input_value("#api-key") == TEST_API_KEY
             assert "key=" not in page.url  # the key left the address bar
             page.click("#start")
@@ -151,7 +115,7 @@ def test_playground_voice_conversation_in_chromium(platform: dict[str, Any]) -> 
         finally:
             browser.close()
 
-    history = HistoryClient(platform["env"]["STELLA_HISTORY_ADDR"])
+    history = HistoryClient(platform.env["STELLA_HISTORY_ADDR"])
     history.wait_for(
         f"SELECT count() FROM stella.events WHERE session_id = '{session_id}' "
         "AND type = 'lifecycle.ended'",

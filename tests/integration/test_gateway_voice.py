@@ -1,0 +1,127 @@
+"""Voice through the gateway's WebSocket with real models: PCM in → stt → the guide's agent →
+tts → PCM out, transcribed back; and ``stella call`` doing the same from a WAV file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.gateway import (
+    QUESTION,
+    TEST_API_KEY,
+    GatewayClient,
+    VoicePlatform,
+    WsTranscript,
+    voice_platform,
+)
+from tests.support.speech import rms, silence, speech_pcm, words
+from tests.support.voice import transcribe
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def platform(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VoicePlatform]:
+    with voice_platform(nats_url, tmp_path_factory.mktemp("gateway-voice")) as running:
+        yield running
+
+
+async def test_websocket_audio_in_gets_the_agents_voice_out(platform: VoicePlatform) -> None:
+    gw = GatewayClient(platform.url)
+    created = await gw.create("my-custom-agent")
+    ws = await gw.ws(created)
+    seen = WsTranscript()
+    await seen.read_until(ws, lambda e: e["type"] == "agent.turn_done", timeout=60)  # greeting
+    greeting_frames = len(seen.audio)
+
+    async def speak() -> None:
+        pcm = silence(300) + speech_pcm(QUESTION) + silence(1500)
+        start = time.monotonic()
+        for n in range(0, len(pcm), 640):
+            await ws.send(pcm[n : n + 640])
+            await asyncio.sleep(max(0.0, start + (n // 640 + 1) * 0.02 - time.monotonic()))
+
+    talking = asyncio.create_task(speak())
+    heard = await seen.read_until(
+        ws, lambda e: e["type"] == "stt.transcript" and e["payload"]["is_final"], timeout=60
+    )
+    assert "france" in words(heard["payload"]["text"]), heard
+    await seen.read_until(ws, lambda e: e["type"] == "agent.turn_done", timeout=60)
+    await talking
+    await seen.read_quiet(ws)
+    reply = b"".join(seen.audio[greeting_frames:])
+    assert all(len(f) == 640 for f in seen.audio), "frames are 20 ms of 16 kHz s16le"
+    assert len(reply) / 32_000 > 1.0 and rms(reply) > 300
+    assert "paris" in words(transcribe(reply))
+    await ws.close()
+
+
+def test_stella_call_speaks_a_wav_and_saves_the_answer(platform: VoicePlatform) -> None:
+    question = platform.tmp / "question.wav"
+    with wave.open(str(question), "wb") as w:  # 24 kHz stereo: the command converts it
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(24_000)
+        import numpy as np
+        import soxr
+
+        mono = np.frombuffer(speech_pcm(QUESTION), dtype="<i2").astype(np.float32)
+        up = soxr.resample(mono, 16_000, 24_000).astype("<i2")
+        w.writeframes(np.repeat(up, 2).tobytes())
+    out = platform.tmp / "answer.wav"
+    result = subprocess.run(
+        [sys.executable, "-m", "stella_services", "call", str(question), "--out", str(out)],
+        env={
+            **os.environ,
+            "STELLA_GATEWAY_URL": platform.url,
+            "STELLA_API_KEY": TEST_API_KEY,
+            "COLUMNS": "200",
+        },
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Paris" in result.stdout, result.stdout
+    assert "france" in words(result.stdout), result.stdout
+    assert "voice to voice" in result.stdout  # the latency table
+    with wave.open(str(out), "rb") as w:
+        assert w.getframerate() == 16_000 and w.getnchannels() == 1
+        pcm = w.readframes(w.getnframes())
+    assert "paris" in words(transcribe(pcm))
+
+
+def test_stella_call_explains_a_bad_file_and_a_bad_key(platform: VoicePlatform) -> None:
+    junk = Path(platform.tmp / "junk.wav")
+    junk.write_bytes(b"not a wav")
+    env = {**os.environ, "STELLA_GATEWAY_URL": platform.url, "STELLA_API_KEY": TEST_API_KEY}
+    bad = subprocess.run(
+        [sys.executable, "-m", "stella_services", "call", str(junk)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 1 and "not a PCM WAV" in bad.stderr
+    wav = platform.tmp / "q.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16_000)
+        w.writeframes(silence(200))
+    refused = subprocess.run(
+        [sys.executable, "-m", "stella_services", "call", str(wav), "--key", "sk-stella-wrong"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1 and "401" in refused.stderr
