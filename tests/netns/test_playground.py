@@ -87,6 +87,9 @@ def test_playground_voice_conversation_in_chromium(platform: VoicePlatform) -> N
             assert "key=" not in page.url  # the key left the address bar
             page.click("#start")
             page.wait_for_function("window.stella.state.startsWith('live')", timeout=30_000)
+            answer: str = page.evaluate("window.stella.remoteSdp")
+            candidates = [ln for ln in answer.splitlines() if ln.startswith("a=candidate:")]
+            assert candidates and all(" 127.0.0.1 " in ln for ln in candidates), candidates
 
             heard = wait_event(
                 page,

@@ -141,3 +141,18 @@ def test_validation_message_names_the_field() -> None:
         ]
     )
     assert message == "body.agent: Field required; query.limit: x"
+
+
+async def test_agent_voice_track_plays_queued_frames_then_silence_and_flushes() -> None:
+    from stella_services.gateway.webrtc import AgentVoiceTrack
+
+    track = AgentVoiceTrack()
+    for n in range(1, 4):
+        track.push(bytes([n, 0]) * 320)
+    first = await track.recv()
+    assert bytes(first.planes[0])[:2] == b"\x01\x00" and first.sample_rate == 16_000
+    assert first.samples == 320 and first.pts == 0
+    assert track.flush() == 2  # barge-in: what was queued goes
+    after = await track.recv()
+    assert bytes(after.planes[0])[:640] == b"\x00" * 640 and after.pts == 320
+    track.stop()

@@ -38,7 +38,12 @@ from stella_services.gateway.webrtc import WebRtcPeers
 from stella_services.gateway.ws import serve_websocket
 from stella_services.runtime import tokens
 from stella_services.runtime.bus import Bus
-from stella_services.runtime.sessions import DispatchFailed, new_session_id, open_session
+from stella_services.runtime.sessions import (
+    DispatchFailed,
+    NoRunner,
+    new_session_id,
+    open_session,
+)
 
 PLAYGROUND = Path(__file__).parent / "playground"
 SessionId = Annotated[
@@ -152,7 +157,10 @@ def create_app(gw: Gateway) -> FastAPI:
                 metadata=body.metadata,
                 session_id=session_id,
             )
-        except DispatchFailed as exc:
+        except NoRunner as exc:
+            await gw.sessions.discard(session_id)
+            raise ApiError(404, "agent_not_found", str(exc)) from None
+        except DispatchFailed as exc:  # runners exist but none could take it now
             await gw.sessions.discard(session_id)
             raise ApiError(503, "agent_unavailable", str(exc)) from None
         grant = media_grant(session_id)

@@ -27,6 +27,10 @@ class DispatchFailed(RuntimeError):
     pass
 
 
+class NoRunner(DispatchFailed):
+    """No runner of this agent is subscribed at all (unknown agent, or none started)."""
+
+
 @dataclass(frozen=True, slots=True)
 class OpenedSession:
     session_id: str
@@ -73,12 +77,14 @@ async def open_session(
         targets.insert(0, subjects.dispatch_room(agent, room_name))
     body = request.model_dump_json().encode()
     reasons: list[str] = []
+    unanswered = 0
     for subject in targets:
         for _ in range(DISPATCH_ATTEMPTS):
             try:
                 msg = await bus.nc.request(subject, body, timeout=timeout)
             except NoRespondersError:
                 reasons.append(f"no runner on {subject}")
+                unanswered += 1
                 break
             except (TimeoutError, NatsTimeout):
                 reasons.append(f"no answer on {subject} in {timeout:g} s")
@@ -89,7 +95,7 @@ async def open_session(
             reasons.append(f"{reply.runner}: {reply.reason}")  # busy: ask the group again
     detail = f"no runner took the session for agent {agent!r}: " + "; ".join(reasons)
     await bus.emit(session_id, SessionEnded(reason=EndReason.ERROR, detail=detail))
-    raise DispatchFailed(detail)
+    raise (NoRunner if unanswered == len(targets) else DispatchFailed)(detail)
 
 
 async def end_session(bus: Bus, session_id: str, reason: EndReason, detail: str = "") -> None:

@@ -151,6 +151,7 @@ async function connectVoice(connect) {
   });
   const answer = await response.json();
   if (!response.ok) throw new Error(`WebRTC: ${answer.error ? answer.error.message : response.status}`);
+  window.stella.remoteSdp = answer.sdp;
   await pc.setRemoteDescription(answer);
 }
 
