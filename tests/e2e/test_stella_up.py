@@ -19,6 +19,7 @@ from stella_services.runtime.settings import ServiceSettings
 from tests.support.scripted_openai import Rule, ScriptedOpenAI, ToolCallReply
 
 STELLA = [sys.executable, "-m", "stella_services"]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def alive(pid: int) -> bool:
@@ -74,8 +75,24 @@ async def test_stella_up_query_events_and_clean_stop(tmp_path: Path, uid: str) -
         banner = (tmp_path / "up.err").read_text()
         assert "STELLA is up" in banner and f"nats://127.0.0.1:{nats_port}" in banner
         pids = [int(p) for p in re.findall(r"pid (\d+)", banner)]
-        # nats-server, recorder, stt, tts, tool-executor and agent-runner (the example agent)
-        assert len(pids) == 6 and all(alive(p) for p in pids)
+        # nats-server, recorder, stt, tts, tool-executor, agent-runner (the example agent)
+        # and the gateway
+        assert len(pids) == 7 and all(alive(p) for p in pids)
+        playground = re.search(r"playground\s+(http://127\.0\.0\.1:\d+)/#key=(\S+)", banner)
+        assert playground is not None, banner
+        url, key = playground.groups()
+        assert f"API key        {key}" in banner and "stella call" in banner
+        call = subprocess.run(
+            [*STELLA, "call", str(ROOT / "examples" / "audio" / "create-task.wav")],
+            env={**env, "STELLA_GATEWAY_URL": url, "STELLA_API_KEY": key},
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=tmp_path,
+        )
+        assert call.returncode == 0, call.stdout + call.stderr
+        assert "milk" in call.stdout.lower() and "agent Done:" in call.stdout, call.stdout
+        assert (tmp_path / "agent-reply.wav").stat().st_size > 32_000
 
         sid = f"up-{uid}"
         tail = subprocess.Popen(
@@ -129,7 +146,8 @@ async def test_stella_up_query_events_and_clean_stop(tmp_path: Path, uid: str) -
         assert chat.returncode == 0, chat.stderr
         assert "agent: Hello! How can I help you today?" in chat.stdout
         assert "create_task(" in chat.stdout and "Call mom" in chat.stdout
-        assert 'agent: Done: {"task_id": 1, "status": "created"' in chat.stdout
+        # task 2: the voice call above made task 1
+        assert 'agent: Done: {"task_id": 2, "status": "created"' in chat.stdout
         chat_sid = re.search(r"stella history (\S+)", chat.stderr)
         assert chat_sid is not None
         h = subprocess.run(

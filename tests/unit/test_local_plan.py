@@ -9,7 +9,14 @@ def test_plan_starts_recorder_first_then_tools_then_agent() -> None:
     example = example_dir()
     assert example is not None and (example / "src" / "agent.py").exists()
     plan = local_plan(Path("/data"), {}, example)
-    assert [p.name for p in plan] == ["recorder", "stt", "tts", "tool-executor", "agent-runner"]
+    assert [p.name for p in plan] == [
+        "recorder",
+        "stt",
+        "tts",
+        "tool-executor",
+        "agent-runner",
+        "gateway",
+    ]
     runner = plan[4]
     assert runner.env["STELLA_AGENT"] == "src.agent:MyCustomAgent"
     assert runner.env["STELLA_AGENT_NAME"] == "my-custom-agent"
@@ -23,7 +30,12 @@ def test_plan_keeps_given_keys_and_filters() -> None:
         Path("/d"), {"OPENAI_API_KEY": "sk-x", "LIVEKIT_URL": "wss://lk"}, Path("/ex")
     )
     assert plan[4].env["OPENAI_API_KEY"] == "sk-x" and plan[4].env["LIVEKIT_URL"] == "wss://lk"
-    assert [p.name for p in local_plan(Path("/d"), {}, None)] == ["recorder", "stt", "tts"]
+    assert [p.name for p in local_plan(Path("/d"), {}, None)] == [
+        "recorder",
+        "stt",
+        "tts",
+        "gateway",
+    ]
     assert [p.name for p in local_plan(Path("/d"), {}, Path("/ex"), ["recorder"])] == ["recorder"]
     with pytest.raises(ValueError, match="unknown service"):
-        local_plan(Path("/d"), {}, None, ["gateway"])
+        local_plan(Path("/d"), {}, None, ["agent-runner"])

@@ -51,7 +51,8 @@ def example_env(data_dir: Path, environ: dict[str, str]) -> dict[str, str]:
 def local_plan(
     data_dir: Path, environ: dict[str, str], example: Path | None, only: list[str] | None = None
 ) -> list[ProcessSpec]:
-    """The recorder first (so nothing is missed), then speech, tools, and the agents."""
+    """The recorder first (so nothing is missed), then speech, tools, the agents, and the
+    gateway that lets people in."""
     plan = [
         ProcessSpec("recorder", "recorder"),
         ProcessSpec("stt", "stt"),
@@ -79,6 +80,7 @@ def local_plan(
                 example,
             )
         )
+    plan.append(ProcessSpec("gateway", "gateway"))  # last: agents answer once it is reachable
     if only:
         unknown = set(only) - {p.name for p in plan}
         if unknown:

@@ -18,6 +18,8 @@ from rich.console import Console
 
 from stella_services.cli.plan import EXAMPLE_AGENT, ProcessSpec, example_dir, local_plan
 from stella_services.cli.settings import CliSettings
+from stella_services.gateway.keys import create_local_key
+from stella_services.gateway.service import URL_LINE
 from stella_services.runtime.lifecycle import READY_LINE
 from stella_services.runtime.nats_server import (
     LocalNats,
@@ -28,6 +30,7 @@ from stella_services.runtime.nats_server import (
 from stella_services.runtime.secret import platform_secret
 
 UP_LINE = "STELLA-UP"  # printed once everything is ready; tests and scripts wait for it
+CALL_SAMPLE = "examples/audio/create-task.wav"
 console = Console(stderr=True, highlight=False)
 
 
@@ -37,11 +40,14 @@ class Child:
     process: subprocess.Popen[str]
     log_path: Path
     ready: threading.Event = field(default_factory=threading.Event)
+    url: str = ""  # what the gateway announced
 
     def watch_stdout(self) -> None:
         assert self.process.stdout is not None
         with open(self.log_path, "a", encoding="utf-8") as log:
             for line in self.process.stdout:
+                if line.startswith(URL_LINE):
+                    self.url = line.split()[1]
                 if line.startswith(READY_LINE):
                     self.ready.set()
                 log.write(line)
@@ -109,6 +115,7 @@ def up(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     platform_secret(data_dir)  # made once here, so the children never race to create it
+    new_key = None if os.environ.get("STELLA_API_KEYS") else create_local_key(data_dir)
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -121,6 +128,7 @@ def up(
     try:
         nats_url, nats = _ensure_nats(settings, logs)
         env = {**os.environ, "NATS_URL": nats_url, "STELLA_DATA_DIR": str(data_dir)}
+        env.setdefault("STELLA_PORT", "0" if port_in_use("127.0.0.1", 8080) else "8080")
         for spec in plan:
             name = spec.name
             with console.status(f"starting {name}…"):
@@ -133,7 +141,9 @@ def up(
                         console.print(f"[red]✗ {name} {why}; see {logs / (name + '.err.log')}[/]")
                         raise typer.Exit(1)
             console.print(f"[green]✓[/] {name} ready (pid {child.process.pid})")
-        _summary(settings, nats_url, data_dir, logs, any(p.name == "agent-runner" for p in plan))
+        gateway = next((c.url for c in children if c.name == "gateway"), "")
+        has_agent = any(p.name == "agent-runner" for p in plan)
+        _summary(settings, nats_url, data_dir, logs, has_agent, gateway, new_key)
         print(UP_LINE, flush=True)
         while True:
             for child in children:
@@ -151,10 +161,33 @@ def up(
         console.print("[green]stopped[/]")
 
 
-def _summary(settings: CliSettings, nats_url: str, data_dir: Path, logs: Path, agent: bool) -> None:
+def _summary(
+    settings: CliSettings,
+    nats_url: str,
+    data_dir: Path,
+    logs: Path,
+    agent: bool,
+    gateway: str,
+    new_key: str | None,
+) -> None:
     dsn = os.environ.get("CLICKHOUSE_URL") or f"chdb:///{data_dir / 'clickhouse'} (embedded)"
+    key = new_key or "$STELLA_API_KEY"
     console.print()
     console.print("[bold]STELLA is up[/]")
+    if gateway:
+        fragment = f"#key={new_key}" if new_key else ""
+        console.print(f"  playground     [bold]{gateway}/{fragment}[/]")
+        console.print(f"  REST API       {gateway}/v1/sessions   (OpenAPI: {gateway}/docs)")
+    if new_key:
+        console.print(f"  API key        [bold]{new_key}[/]")
+        console.print(
+            f"                 shown once; stored hashed in {data_dir / 'api-keys'}", style="dim"
+        )
+    elif not os.environ.get("STELLA_API_KEYS"):
+        console.print(
+            "  API key        the one printed at the first `make up` "
+            f"(delete {data_dir / 'api-keys'} for a new one)"
+        )
     console.print(f"  NATS           {nats_url}")
     console.print(f"  ClickHouse     {dsn}")
     console.print(f"  history gRPC   {settings.history_addr}")
@@ -162,6 +195,11 @@ def _summary(settings: CliSettings, nats_url: str, data_dir: Path, logs: Path, a
     console.print()
     console.print("  in another terminal:")
     console.print(f"    export NATS_URL={nats_url}")
+    if agent and gateway:
+        console.print(
+            f"    STELLA_GATEWAY_URL={gateway} STELLA_API_KEY={key} "
+            f"uv run stella call {CALL_SAMPLE}"
+        )
     if agent:
         console.print(f"    uv run stella chat {EXAMPLE_AGENT}")
     console.print("    uv run stella events")
