@@ -376,3 +376,37 @@ def test_schemathesis_finds_no_server_error(platform: dict[str, Any], tmp_path: 
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-8000:]
     assert "No issues found" in output or "passed" in output, output[-3000:]
+
+
+async def test_maximum_duration_ends_a_busy_session(platform: dict[str, Any]) -> None:
+    """Even with activity every half second, a session ends at STELLA_MAX_DURATION_S."""
+    env = platform["env"]
+    short = ServiceProcess(
+        "gateway",
+        {
+            **env,
+            "STELLA_API_KEYS": TEST_API_KEY,
+            "STELLA_PORT": "0",
+            "STELLA_MAX_DURATION_S": "3",
+            "STELLA_INSTANCE": "gateway-short",
+        },
+        Path(env["STELLA_DATA_DIR"]).parent / "logs-short",
+    ).start()
+    try:
+        gw = GatewayClient(gateway_url(short))
+        created = await gw.create(AGENT, audio=False)
+        assert created["expires_at"]
+        ws = await gw.ws(created, audio=False)
+        seen = WsTranscript()
+
+        async def chatter() -> None:
+            for n in range(20):
+                await ws.send(json.dumps({"type": "user.text", "text": f"still talking {n}"}))
+                await asyncio.sleep(0.5)
+
+        talking = asyncio.create_task(chatter())
+        ended = await seen.read_until(ws, lambda e: e["type"] == "lifecycle.ended", timeout=15)
+        talking.cancel()
+        assert ended["payload"]["reason"] == "max_duration"
+    finally:
+        short.stop()
