@@ -50,7 +50,7 @@ def platform(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 "gateway",
                 {
                     "STELLA_API_KEYS": TEST_API_KEY,
-                    "STELLA_PORT": "0",
+                    "STELLA_GATEWAY_PORT": "0",
                     "STELLA_IDLE_TIMEOUT_S": "4",
                     "STELLA_DISCONNECT_GRACE_S": "0.5",
                 },
@@ -386,7 +386,7 @@ async def test_maximum_duration_ends_a_busy_session(platform: dict[str, Any]) ->
         {
             **env,
             "STELLA_API_KEYS": TEST_API_KEY,
-            "STELLA_PORT": "0",
+            "STELLA_GATEWAY_PORT": "0",
             "STELLA_MAX_DURATION_S": "3",
             "STELLA_INSTANCE": "gateway-short",
         },

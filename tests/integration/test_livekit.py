@@ -144,7 +144,7 @@ def livekit_gateway(nats_url: str, tmp_path: Path) -> Iterator[GatewayClient]:
         tmp_path / "logs",
     ).start()
     gateway = ServiceProcess(
-        "gateway", {**env, "STELLA_API_KEYS": TEST_API_KEY, "STELLA_PORT": "0"}, tmp_path / "logs"
+        "gateway", {**env, "STELLA_API_KEYS": TEST_API_KEY, "STELLA_GATEWAY_PORT": "0"}, tmp_path / "logs"
     ).start()
     try:
         yield GatewayClient(gateway_url(gateway), process=gateway)
@@ -195,7 +195,7 @@ async def test_a_real_livekit_room_carries_the_agents_voice(nats_url: str, tmp_p
         ).start(),
         ServiceProcess(
             "gateway",
-            {**env, "STELLA_API_KEYS": TEST_API_KEY, "STELLA_PORT": "0"},
+            {**env, "STELLA_API_KEYS": TEST_API_KEY, "STELLA_GATEWAY_PORT": "0"},
             tmp_path / "logs",
         ).start(),
     ]

@@ -143,7 +143,7 @@ def voice_platform(nats_url: str, tmp: Path) -> Iterator[VoicePlatform]:
                 ("stt", {}),
                 ("tts", {}),
                 ("agent-runner", {"STELLA_AGENT": "src.agent:MyCustomAgent"}),
-                ("gateway", {"STELLA_API_KEYS": TEST_API_KEY, "STELLA_PORT": "0"}),
+                ("gateway", {"STELLA_API_KEYS": TEST_API_KEY, "STELLA_GATEWAY_PORT": "0"}),
             ):
                 started.append(ServiceProcess(name, {**env, **extra}, tmp / "logs").start(120))
             yield VoicePlatform(env, gateway_url(started[-1]), tmp)

@@ -128,7 +128,7 @@ def up(
     try:
         nats_url, nats = _ensure_nats(settings, logs)
         env = {**os.environ, "NATS_URL": nats_url, "STELLA_DATA_DIR": str(data_dir)}
-        env.setdefault("STELLA_PORT", "0" if port_in_use("127.0.0.1", 8080) else "8080")
+        env.setdefault("STELLA_GATEWAY_PORT", "0" if port_in_use("127.0.0.1", 8080) else "8080")
         for spec in plan:
             name = spec.name
             with console.status(f"starting {name}…"):

@@ -6,8 +6,18 @@ from stella_services.runtime.settings import ServiceSettings
 
 
 class GatewaySettings(ServiceSettings):
-    host: str = Field(default="127.0.0.1", description="address the HTTP server binds")
-    port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port")
+    host: str = Field(
+        default="127.0.0.1",
+        validation_alias="STELLA_GATEWAY_HOST",
+        description="address the HTTP server binds",
+    )
+    port: int = Field(
+        default=8080,
+        ge=0,
+        le=65535,
+        validation_alias="STELLA_GATEWAY_PORT",
+        description="0 picks a free port",
+    )
     public_url: str = Field(
         default="", description="base URL clients reach (default http://<host>:<port>)"
     )
