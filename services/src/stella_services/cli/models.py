@@ -28,11 +28,22 @@ console = Console(stderr=True, highlight=False)
 @app.command("prepare")
 def prepare_command(
     only: list[str] | None = typer.Option(None, "--only", help=f"any of: {', '.join(STEPS)}"),
+    service: list[str] | None = typer.Option(
+        None,
+        "--service",
+        help=f"the models one service loads: {', '.join(catalog.SERVICE_MODELS)} (an image's)",
+    ),
     models_dir: Path | None = typer.Option(None, help="default: STELLA_MODELS_DIR or ~/.cache"),
 ) -> None:
     """Install, verify and arrange every default model (idempotent; cached by version)."""
     root = models_dir or catalog.models_dir()
     start = time.monotonic()
+    if service:
+        try:
+            only = [*(only or []), *catalog.models_of(service)]
+        except ModelPreparationError as exc:
+            console.print(f"[red]✗ {exc}[/]")
+            raise typer.Exit(2) from None
     names = only or list(STEPS)
     columns = (
         SpinnerColumn(),
