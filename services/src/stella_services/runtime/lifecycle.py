@@ -50,9 +50,9 @@ async def serve(service: Service) -> None:
     bus = getattr(service, "bus", None)
     if bus is not None:  # subscriptions reach the server before anyone is told we are ready
         await bus.nc.flush()
-    print(f"{READY_LINE} {service.name} {service.settings.instance}", flush=True)
-    if ready_file is not None:
+    if ready_file is not None:  # before the line, so whoever reads the line finds the file
         ready_file.write_text(f"{service.name} {service.settings.instance}\n")
+    print(f"{READY_LINE} {service.name} {service.settings.instance}", flush=True)
     try:
         await stop.wait()
         log.info("%s stopping", service.name)
