@@ -31,3 +31,9 @@ def test_every_listed_model_has_a_preparation_step() -> None:
 def test_a_service_without_models_is_named_in_the_error() -> None:
     with pytest.raises(ModelPreparationError, match="no models are known for recorder; "):
         catalog.models_of(["recorder", "stt"])
+
+
+def test_the_cli_lists_the_models_in_preparation_order() -> None:
+    from stella_services.cli.models import MODEL_NAMES
+
+    assert list(STEPS) == MODEL_NAMES
