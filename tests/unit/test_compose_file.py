@@ -174,6 +174,8 @@ def test_the_example_agent_is_built_from_the_guides_dockerfile_on_the_agent_base
         assert "dockerfile" not in build  # the project's own Dockerfile
         assert build["additional_contexts"] == {"python:3.11-slim": "service:agent-base"}
     assert SERVICES["agent-base"]["scale"] == 0
+    for name in ("agent-base", "agent-runner", "tool-executor"):
+        assert SERVICES[name]["pull_policy"] == "build", name
     assert SERVICES["agent-base"]["build"]["dockerfile"] == "deploy/docker/agent-base.Dockerfile"
     assert "command" not in SERVICES["agent-runner"]  # the guide's CMD: python -m src.agent
     tools = SERVICES["tool-executor"]
@@ -212,6 +214,7 @@ def test_each_platform_image_installs_its_own_extra_and_serves_itself(image: str
     service = SERVICES[image]
     assert service["build"] == {"context": ".", "dockerfile": f"deploy/docker/{image}.Dockerfile"}
     assert service["image"] == f"${{STELLA_REGISTRY:-stella}}/{image}:${{STELLA_TAG:-latest}}"
+    assert service["pull_policy"] == "build"  # never someone else's image of that name
     for source in re.findall(r"^COPY (?!--from)(\S+)", text, re.M):
         assert (ROOT / source).exists(), (image, source)
     if image not in EXTRAS:
