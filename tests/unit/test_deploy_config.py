@@ -192,3 +192,9 @@ def test_the_committed_json_schema_is_current_and_accepts_both_examples() -> Non
     for path in (GUIDE_CONFIG, FULL_EXAMPLE):
         validator.validate(yaml.safe_load(path.read_text()))
     assert AgentsConfig.model_json_schema(by_alias=True)["required"] == ["agents"]
+
+
+def test_environment_values_written_as_numbers_or_booleans_keep_their_text() -> None:
+    text = AGENT + "    env:\n      PORT: 8080\n      DEBUG: true\n      RATIO: 0.5\n"
+    [agent] = parse_config(text).agents
+    assert agent.env == {"PORT": "8080", "DEBUG": "true", "RATIO": "0.5"}

@@ -33,9 +33,11 @@ from stella_services.deploy.config_file import (
 # Names become Kubernetes object names and label values (≤ 63 characters with the
 # "-tools" suffix and room to spare).
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 NO_SPACE = r"^[^\s]+$"
 DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL, max_length=50)]
+SecretName = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN, max_length=253)]
 EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME)]
 ImageRef = Annotated[str, StringConstraints(pattern=NO_SPACE)]
 # What a pattern means, for error messages
@@ -43,6 +45,7 @@ PATTERN_MEANING = {
     DNS_LABEL: "a Kubernetes name: lowercase letters, digits and '-', starting and ending "
     "with a letter or digit",
     ENV_NAME: "an environment variable name: letters, digits and '_', not starting with a digit",
+    DNS_SUBDOMAIN: "a Kubernetes object name: lowercase letters, digits, '-' and '.'",
     NO_SPACE: "an image reference (no spaces)",
 }
 
@@ -56,6 +59,16 @@ def _quantity_text(value: Any) -> Any:
     return value
 
 
+def _env_text(value: Any) -> Any:
+    """``PORT: 8080`` or ``DEBUG: true`` in YAML: the environment holds their text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+EnvValue = Annotated[str, BeforeValidator(_env_text)]
 Cpu = Annotated[
     str,
     BeforeValidator(_quantity_text),
@@ -93,7 +106,7 @@ class Autoscaling(Model):
 
 
 class SecretRef(Model):
-    secret: DnsLabel
+    secret: SecretName
     key: Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]+$")]
 
 
@@ -113,7 +126,7 @@ class Agent(Model):
     autoscaling: Autoscaling = Autoscaling()
     max_sessions: int = Field(default=50, ge=1, description="sessions one runner holds")
     drain_timeout_seconds: int = Field(default=30, ge=0, description="on SIGTERM")
-    env: dict[EnvName, str] = {}
+    env: dict[EnvName, EnvValue] = {}
     secret_env: dict[EnvName, SecretRef] = {}
     tool_executor: ToolExecutor = ToolExecutor()
 
@@ -124,7 +137,7 @@ PlatformService = Literal["gateway", "stt", "tts", "recorder", "llm"]
 class PlatformServiceConfig(Model):
     replicas: int | None = Field(default=None, ge=1)
     resources: Resources | None = None
-    env: dict[EnvName, str] = {}
+    env: dict[EnvName, EnvValue] = {}
 
 
 class Platform(Model):
@@ -132,7 +145,7 @@ class Platform(Model):
     image_registry: ImageRef = Field(default="stella", description="<registry>/<service>:<tag>")
     image_tag: Annotated[str, StringConstraints(pattern=r"^[\w][\w.-]{0,127}$")] = "latest"
     nats_url: Annotated[str, StringConstraints(pattern=r"^(nats|tls)://\S+$")] = "nats://nats:4222"
-    secret_name: DnsLabel = "stella-secrets"
+    secret_name: SecretName = "stella-secrets"
     livekit_url: Annotated[str, StringConstraints(pattern=r"^(wss?://\S+)?$")] = ""
     llm: bool = Field(default=False, description="run the local llm; agents use it")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
