@@ -144,7 +144,9 @@ def livekit_gateway(nats_url: str, tmp_path: Path) -> Iterator[GatewayClient]:
         tmp_path / "logs",
     ).start()
     gateway = ServiceProcess(
-        "gateway", {**env, "STELLA_API_KEYS": TEST_API_KEY, "STELLA_GATEWAY_PORT": "0"}, tmp_path / "logs"
+        "gateway",
+        {**env, "STELLA_API_KEYS": TEST_API_KEY, "STELLA_GATEWAY_PORT": "0"},
+        tmp_path / "logs",
     ).start()
     try:
         yield GatewayClient(gateway_url(gateway), process=gateway)

@@ -135,9 +135,16 @@ async def serve(agent_class: type[BaseAgent], settings: AgentSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    ready_file = settings.ready_file
+    if ready_file is not None:  # a restarted container keeps its files: never look ready early
+        ready_file.unlink(missing_ok=True)
     await host.start()
+    if ready_file is not None:  # before the line, so whoever reads the line finds the file
+        ready_file.write_text(f"agent-runner {host.name} {settings.instance}\n")
     print(f"STELLA-READY agent-runner {host.name} {settings.instance}", flush=True)
     await stop.wait()
+    if ready_file is not None:  # draining takes no new sessions: not ready any more
+        ready_file.unlink(missing_ok=True)
     await host.drain()
     await host.stop()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field
@@ -43,6 +44,9 @@ class AgentSettings(BaseSettings):
     barge_in_min_ms: int = Field(default=400, ge=0, description="user speech that may interrupt")
     barge_in_min_words: int = Field(default=2, ge=0, description="non-backchannel words needed")
     log_level: str = "INFO"
+    ready_file: Path | None = Field(
+        default=None, description="written once taking sessions, removed on SIGTERM (probes)"
+    )
 
     def nats_servers(self) -> list[str]:
         return [u.strip() for u in self.nats_url.split(",") if u.strip()]

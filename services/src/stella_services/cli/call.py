@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -31,6 +30,8 @@ class CallFailed(RuntimeError):
 
 def read_wav(path: Path) -> bytes:
     """Any PCM WAV as 16 kHz mono s16le (channels averaged, rate converted)."""
+    import numpy as np  # imported here: `stella` must start in images without numpy
+
     try:
         with wave.open(str(path), "rb") as w:
             width, channels, rate = w.getsampwidth(), w.getnchannels(), w.getframerate()

@@ -83,6 +83,7 @@ async def _tail(settings: CliSettings, subject: str, replay: bool, raw: bool, co
         await nc.jetstream().subscribe(subject, cb=show, ordered_consumer=True)
     else:
         await nc.subscribe(subject, cb=show)
+    await nc.flush()  # the server has the subscription before anyone is told we listen
     err.print(f"[dim]listening on {subject} at {settings.nats_url}; Ctrl-C to stop[/]")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

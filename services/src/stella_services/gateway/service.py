@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from stella_services.gateway import URL_LINE
 from stella_services.gateway.app import Gateway, create_app
 from stella_services.gateway.expiry import Limits
 from stella_services.gateway.keys import load_keyring
@@ -22,8 +23,6 @@ from stella_services.runtime.lifecycle import ConfigurationError
 from stella_services.runtime.secret import platform_secret
 
 log = logging.getLogger(__name__)
-
-URL_LINE = "STELLA-GATEWAY"  # followed by the base URL; `stella up` and tests read it
 
 
 class _Server(uvicorn.Server):

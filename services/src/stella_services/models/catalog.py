@@ -83,6 +83,24 @@ PIPER_JOE = ModelSpec(
 )
 ALL = (SILERO_VAD, WHISPER_CT2, WHISPER_ONNX, KOKORO, KOKORO_VOICES, PIPER_JOE)
 BY_NAME = {m.name: m for m in ALL}
+# What each service loads, so its image prepares only that (`stella models prepare --service`).
+SERVICE_MODELS: dict[str, tuple[ModelSpec, ...]] = {
+    "stt": (SILERO_VAD, WHISPER_CT2, WHISPER_ONNX),
+    "tts": (KOKORO, KOKORO_VOICES, PIPER_JOE),
+}
+
+
+def models_of(services: list[str]) -> list[str]:
+    """The model names the given services load, in catalog order."""
+    unknown = [s for s in services if s not in SERVICE_MODELS]
+    if unknown:
+        raise ModelPreparationError(
+            f"no models are known for {', '.join(unknown)}; "
+            f"services with models: {', '.join(SERVICE_MODELS)}"
+        )
+    wanted = {spec.name for s in services for spec in SERVICE_MODELS[s]}
+    return [spec.name for spec in ALL if spec.name in wanted]
+
 
 KOKORO_SIZE = 92_361_271
 KOKORO_SHA256 = "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb"

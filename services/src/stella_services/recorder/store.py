@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import clickhouse_connect
@@ -28,6 +29,13 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 EventRow = tuple[Any, ...]
+
+
+def client_interface(dsn: str) -> str | None:
+    """``get_client``'s interface for a DSN. clickhouse-connect reads TLS from the port alone
+    (``https://host/`` would speak plain HTTP to 8123), so an http(s) scheme is passed on."""
+    scheme = urlsplit(dsn).scheme
+    return scheme if scheme in ("http", "https") else None
 
 
 def event_row(envelope: Envelope, raw: str) -> EventRow:
@@ -88,7 +96,9 @@ class EventStore:
     def _open(self, directory: Path) -> list[str]:
         if self.dsn.startswith("chdb://"):
             Path(self.dsn.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
-        self._client = clickhouse_connect.get_client(dsn=self.dsn)
+        self._client = clickhouse_connect.get_client(
+            dsn=self.dsn, interface=client_interface(self.dsn)
+        )
         self._client.command(sql.create_database_sql())
         self._client.command(sql.create_migrations_table_sql())
         done = {

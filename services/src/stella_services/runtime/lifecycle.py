@@ -43,15 +43,22 @@ async def serve(service: Service) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     telemetry.setup_telemetry(service.name, service.settings.instance)
+    ready_file = service.settings.ready_file
+    if ready_file is not None:  # a restarted container keeps its files: never look ready early
+        ready_file.unlink(missing_ok=True)
     await service.start()
     bus = getattr(service, "bus", None)
     if bus is not None:  # subscriptions reach the server before anyone is told we are ready
         await bus.nc.flush()
+    if ready_file is not None:  # before the line, so whoever reads the line finds the file
+        ready_file.write_text(f"{service.name} {service.settings.instance}\n")
     print(f"{READY_LINE} {service.name} {service.settings.instance}", flush=True)
     try:
         await stop.wait()
         log.info("%s stopping", service.name)
     finally:
+        if ready_file is not None:  # draining: probes see it at once
+            ready_file.unlink(missing_ok=True)
         await service.stop()
         telemetry.shutdown_telemetry()
         log.info("%s stopped", service.name)

@@ -30,6 +30,10 @@ class ServiceSettings(BaseSettings):
     events_max_age_days: float = Field(
         default=30.0, gt=0, description="how long JetStream keeps events after recording"
     )
+    ready_file: Path | None = Field(
+        default=None,
+        description="written once the service serves, removed when it stops (container probes)",
+    )
 
     def nats_servers(self) -> list[str]:
         return [u.strip() for u in self.nats_url.split(",") if u.strip()]

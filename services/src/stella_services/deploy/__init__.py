@@ -1,0 +1,1 @@
+"""``stella deploy``: agents-config.yaml → Kubernetes manifests (pure, no cluster access)."""
