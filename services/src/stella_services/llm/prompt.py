@@ -73,8 +73,9 @@ def tools_section(tools: Sequence[Tool], reply: str) -> str:
     """The functions, a rule for choosing, and the answer format the schema enforces (so the
     model is not surprised by it). The wording was chosen by measuring tool choice of the
     1.5B and 0.5B models on a fixed set of requests (``python -m bench llm``): asking it to
-    decide first, and saying that it does not know current facts, keeps it from answering
-    "It is raining in Tokyo" instead of calling the weather function."""
+    decide first, and saying that it cannot know current facts, keeps it from answering
+    "It is raining in Tokyo" instead of calling the weather function; Qwen's own "# Tools"
+    layout with ``<tools>`` JSON lines chose worse (5 of 9)."""
     lines = "\n".join(
         f"- {t.function.name}: {t.function.description} Arguments: "
         + json.dumps(t.function.parameters, ensure_ascii=False)
@@ -84,13 +85,13 @@ def tools_section(tools: Sequence[Tool], reply: str) -> str:
     answer = render_decision(reply, reply="<text>")
     return (
         "# Functions\n\n"
-        "These functions can look up live facts (weather, records, anything current) and "
-        f"take actions for the user:\n{lines}\n\n"
+        "These functions look up facts you cannot know (anything current, personal or "
+        f"stored) and take actions for the user:\n{lines}\n\n"
         "# How to answer\n\n"
-        "First decide whether one of the functions fits the user's latest request. If one "
-        "fits, call it; you do not know current facts yourself, so never guess them. If none "
-        "fits (greetings, thanks, general knowledge), reply directly. After a "
-        "<tool_response>, reply to the user with its result.\n"
+        "First decide whether one of the functions does what the user's latest request "
+        "asks. If one does, call it; never guess what it would return. If none does "
+        "(greetings, thanks, general knowledge such as capitals or definitions), reply "
+        "directly. After a <tool_response>, reply to the user with its result.\n"
         f"Answer with one JSON object. To call a function: {call}. "
         f"To speak to the user: {answer}."
     )
