@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from openai import OpenAI
+from openai import AsyncOpenAI, OpenAI
 
 from stella_sdk import tool
 from stella_services.runtime.nats_server import free_port
@@ -47,7 +48,11 @@ TOOLS: Any = [get_weather.definition(), create_task.definition()]
 @pytest.fixture(scope="module")
 def llm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
-    env = {"STELLA_LLM_PORT": str(port), "STELLA_LLM_HOST": "127.0.0.1"}
+    env = {
+        "STELLA_LLM_PORT": str(port),
+        "STELLA_LLM_HOST": "127.0.0.1",
+        "STELLA_LLM_MODEL": "qwen2.5-coder-1.5b",
+    }
     process = ServiceProcess("llm", env, tmp_path_factory.mktemp("llm-logs"))
     process.start(timeout=180)
     try:
@@ -232,6 +237,34 @@ def test_bad_requests_get_openai_errors(client: OpenAI, llm_url: str) -> None:
     assert response.json()["error"]["type"] == "invalid_request_error"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("gpt-4o")
+
+
+@pytest.mark.slow
+async def test_requests_are_served_first_come_first_served(llm_url: str) -> None:
+    client = AsyncOpenAI(base_url=llm_url, api_key="local", max_retries=0, timeout=120)
+    finished: list[int] = []
+
+    async def ask(n: int) -> None:
+        await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": f"Say {n}."}], max_tokens=8
+        )
+        finished.append(n)
+
+    asking = []
+    for n in range(3):  # one slot (the default concurrency): they queue in this order
+        asking.append(asyncio.create_task(ask(n)))
+        await asyncio.sleep(0.1)
+    await asyncio.gather(*asking)
+    assert finished == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_a_prompt_beyond_the_context_is_a_400(client: OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "word " * 9000}], max_tokens=4
+        )
+    assert "context" in refused.value.message
 
 
 def test_unprepared_model_is_a_clear_error(tmp_path: Path) -> None:
