@@ -108,24 +108,59 @@ def timed_stream(client: OpenAI, messages: Any, **options: Any) -> Timed:
     return Timed(first if first is not None else total, total, tokens)
 
 
-def tool_choice(client: OpenAI) -> tuple[int, list[str]]:
+def after_result(question: str, name: str, arguments: str, result: str) -> list[Any]:
+    """A conversation where ``name`` was called and answered: now the model should reply."""
+    call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": arguments}}
+    return [
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": result},
+    ]
+
+
+FOLLOW_UPS = [
+    after_result(
+        "Is it raining in Tokyo?", "get_weather", '{"city":"Tokyo"}', '{"rain": true, "temp_c": 14}'
+    ),
+    after_result(
+        "Create a task to call mom.",
+        "create_task",
+        '{"title":"Call mom","description":"Call mom"}',
+        '{"task_id": "T-7", "status": "created"}',
+    ),
+    after_result(
+        "Search the database for invoices from March.",
+        "search_database",
+        '{"query":"invoices March"}',
+        '{"found": true, "results": [{"title": "Invoice 311", "content": "120 EUR"}]}',
+    ),
+]
+ROUNDS_OF_TOOL_CHOICE = 3
+ASSISTANT = "You are a helpful voice assistant."
+
+
+def tool_choice(client: OpenAI) -> tuple[int, int, list[str]]:
+    """(right, asked, what went wrong): each case in a few rounds (sampling varies)."""
+    cases: list[tuple[list[Any], str | None]] = [
+        ([{"role": "user", "content": text}], expected) for text, expected in TOOL_CASES
+    ]
+    cases += [(messages, None) for messages in FOLLOW_UPS]  # a result came: now reply
     right, wrong = 0, []
-    for text, expected in TOOL_CASES:
-        answer = client.chat.completions.create(
-            model="bench",
-            messages=[
-                {"role": "system", "content": "You are a helpful voice assistant."},
-                {"role": "user", "content": text},
-            ],
-            tools=TOOLS,
-        )
-        calls = answer.choices[0].message.tool_calls or []
-        chosen = calls[0].function.name if calls and calls[0].type == "function" else None
-        if chosen == expected:
-            right += 1
-        else:
-            wrong.append(f"{text!r} → {chosen}")
-    return right, wrong
+    for _ in range(ROUNDS_OF_TOOL_CHOICE):
+        for messages, expected in cases:
+            answer = client.chat.completions.create(
+                model="bench",
+                messages=[{"role": "system", "content": ASSISTANT}, *messages],
+                tools=TOOLS,
+            )
+            calls = answer.choices[0].message.tool_calls or []
+            chosen = calls[0].function.name if calls and calls[0].type == "function" else None
+            if chosen == expected:
+                right += 1
+            else:
+                after = " (after the result)" if len(messages) > 1 else ""
+                wrong.append(f"{messages[0]['content']!r}{after} → {chosen}")
+    return right, len(cases) * ROUNDS_OF_TOOL_CHOICE, wrong
 
 
 def measure(url: str, short: str, load_s: float) -> list[Figure]:
@@ -149,7 +184,7 @@ def measure(url: str, short: str, load_s: float) -> list[Figure]:
     for question in QUESTIONS[:3]:
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
         with_tools.append(timed_stream(client, messages, tools=TOOLS, max_tokens=48))
-    right, wrong = tool_choice(client)
+    right, asked, wrong = tool_choice(client)
     ms = 1000.0
     prompt_note = f"a ~{len(SYSTEM) // 4}-token system prompt and a short question"
     return [
@@ -182,10 +217,11 @@ def measure(url: str, short: str, load_s: float) -> list[Figure]:
         ),
         Figure(
             f"{short}: tool choice correct",
-            right,
-            f"of {len(TOOL_CASES)}",
-            "right tool or a direct reply, one request each, temperature 0.2"
-            + (f"; wrong: {'; '.join(wrong)}" if wrong else ""),
+            100.0 * right / asked,
+            "%",
+            f"{right} of {asked}: {len(TOOL_CASES)} requests (right tool, or a direct reply) "
+            f"and {len(FOLLOW_UPS)} after a tool result (reply), {ROUNDS_OF_TOOL_CHOICE} rounds, "
+            "temperature 0.2" + (f"; wrong: {'; '.join(sorted(set(wrong)))}" if wrong else ""),
         ),
     ]
 
