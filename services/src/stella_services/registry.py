@@ -54,6 +54,11 @@ SERVICES: dict[str, ServiceSpec] = {
             "stella_services.agent_runner.service:AgentRunnerService",
             "hosts the BaseAgent class of STELLA_AGENT, one instance per session",
         ),
+        ServiceSpec(
+            "llm",
+            "stella_services.llm.service:LlmService",
+            "OpenAI-compatible /v1/chat/completions (streaming, tools) over a local model",
+        ),
     )
 }
 

@@ -73,7 +73,7 @@ def prepare_command(
             raise typer.Exit(1) from None
         bar.update(task, completed=len(names))
     for name, path in done.items():
-        console.print(f"[green]✓[/] {name:<24} {path}")
+        console.print(f"[green]✓[/] {name:<36} {path}", soft_wrap=True)
     console.print(f"[dim]models ready in {time.monotonic() - start:.1f} s[/]")
 
 

