@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 EXAMPLE_AGENT = "my-custom-agent"
+LOCAL_LLM_KEY = "local"  # the local llm asks for no key; the openai client wants one set
 
 
 @dataclass(frozen=True)
@@ -32,24 +33,42 @@ def example_dir() -> Path | None:
     return None
 
 
-def example_env(data_dir: Path, environ: dict[str, str]) -> dict[str, str]:
+def uses_local_llm(environ: dict[str, str]) -> bool:
+    """No cloud key and no endpoint given: STELLA serves the agents' LLM itself."""
+    return not environ.get("OPENAI_API_KEY") and not environ.get("OPENAI_BASE_URL")
+
+
+def local_llm_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def example_env(data_dir: Path, environ: dict[str, str], llm_port: int) -> dict[str, str]:
     """What the guide's ``Settings`` require, defaulted for local mode.
 
     LiveKit is optional locally (the gateway's embedded transports need none); an empty
-    ROOM_NAME lets the runner take any session.
+    ROOM_NAME lets the runner take any session. Without an OpenAI key or endpoint the
+    agent's ``AsyncOpenAI()`` reaches the local llm.
     """
-    return {
+    env = {
         "LIVEKIT_URL": environ.get("LIVEKIT_URL", ""),
         "LIVEKIT_API_KEY": environ.get("LIVEKIT_API_KEY", ""),
         "LIVEKIT_API_SECRET": environ.get("LIVEKIT_API_SECRET", ""),
-        "OPENAI_API_KEY": environ.get("OPENAI_API_KEY", "not-set"),
+        "OPENAI_API_KEY": environ.get("OPENAI_API_KEY", ""),
         "ROOM_NAME": environ.get("ROOM_NAME", ""),
         "TASKS_DB": str(data_dir / "my-agent" / "agent.db"),
     }
+    if uses_local_llm(environ):
+        env["OPENAI_API_KEY"] = LOCAL_LLM_KEY
+        env["OPENAI_BASE_URL"] = local_llm_url(llm_port)
+    return env
 
 
 def local_plan(
-    data_dir: Path, environ: dict[str, str], example: Path | None, only: list[str] | None = None
+    data_dir: Path,
+    environ: dict[str, str],
+    example: Path | None,
+    only: list[str] | None = None,
+    llm_port: int = 8090,
 ) -> list[ProcessSpec]:
     """The recorder first (so nothing is missed), then speech, tools, the agents, and the
     gateway that lets people in."""
@@ -58,8 +77,13 @@ def local_plan(
         ProcessSpec("stt", "stt"),
         ProcessSpec("tts", "tts"),
     ]
+    if example is not None and uses_local_llm(environ):
+        plan.append(ProcessSpec("llm", "llm", {"STELLA_LLM_PORT": str(llm_port)}))
     if example is not None:
-        agent_env = {**example_env(data_dir, environ), "STELLA_AGENT_PATH": str(example)}
+        agent_env = {
+            **example_env(data_dir, environ, llm_port),
+            "STELLA_AGENT_PATH": str(example),
+        }
         plan.append(
             ProcessSpec(
                 "tool-executor",

@@ -16,7 +16,13 @@ from types import FrameType
 import typer
 from rich.console import Console
 
-from stella_services.cli.plan import EXAMPLE_AGENT, ProcessSpec, example_dir, local_plan
+from stella_services.cli.plan import (
+    EXAMPLE_AGENT,
+    ProcessSpec,
+    example_dir,
+    local_llm_url,
+    local_plan,
+)
 from stella_services.cli.settings import CliSettings
 from stella_services.gateway import URL_LINE
 from stella_services.gateway.keys import create_local_key
@@ -24,6 +30,7 @@ from stella_services.runtime.lifecycle import READY_LINE
 from stella_services.runtime.nats_server import (
     LocalNats,
     answers_with_jetstream,
+    free_port,
     port_in_use,
     url_host_port,
 )
@@ -87,6 +94,11 @@ def _start(spec: ProcessSpec, env: dict[str, str], logs: Path) -> Child:
     return child
 
 
+def _free_or(port: int) -> int:
+    """``port`` when nothing listens on it, else 0 (the service picks a free one)."""
+    return 0 if port_in_use("127.0.0.1", port) else port
+
+
 def _stop_all(children: list[Child], nats: LocalNats | None) -> None:
     for child in reversed(children):
         if child.process.poll() is None:
@@ -110,8 +122,10 @@ def up(
     data_dir = settings.data_dir.resolve()
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    # the agents must know the llm's port before it starts: a fixed one, not 0
+    llm_port = int(os.environ.get("STELLA_LLM_PORT") or 0) or _free_or(8090) or free_port()
     try:
-        plan = local_plan(data_dir, dict(os.environ), example_dir(), services)
+        plan = local_plan(data_dir, dict(os.environ), example_dir(), services, llm_port)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     platform_secret(data_dir)  # made once here, so the children never race to create it
@@ -128,7 +142,7 @@ def up(
     try:
         nats_url, nats = _ensure_nats(settings, logs)
         env = {**os.environ, "NATS_URL": nats_url, "STELLA_DATA_DIR": str(data_dir)}
-        env.setdefault("STELLA_GATEWAY_PORT", "0" if port_in_use("127.0.0.1", 8080) else "8080")
+        env.setdefault("STELLA_GATEWAY_PORT", str(_free_or(8080)))
         for spec in plan:
             name = spec.name
             with console.status(f"starting {name}…"):
@@ -143,7 +157,8 @@ def up(
             console.print(f"[green]✓[/] {name} ready (pid {child.process.pid})")
         gateway = next((c.url for c in children if c.name == "gateway"), "")
         has_agent = any(p.name == "agent-runner" for p in plan)
-        _summary(settings, nats_url, data_dir, logs, has_agent, gateway, new_key)
+        llm = local_llm_url(llm_port) if any(p.name == "llm" for p in plan) else ""
+        _summary(settings, nats_url, data_dir, logs, has_agent, gateway, new_key, llm)
         print(UP_LINE, flush=True)
         while True:
             for child in children:
@@ -169,6 +184,7 @@ def _summary(
     agent: bool,
     gateway: str,
     new_key: str | None,
+    llm: str,
 ) -> None:
     dsn = os.environ.get("CLICKHOUSE_URL") or f"chdb:///{data_dir / 'clickhouse'} (embedded)"
     key = new_key or "$STELLA_API_KEY"
@@ -191,6 +207,11 @@ def _summary(
     console.print(f"  NATS           {nats_url}")
     console.print(f"  ClickHouse     {dsn}")
     console.print(f"  history gRPC   {settings.history_addr}")
+    if llm:
+        console.print(f"  local LLM      {llm}  (OpenAI API; no OPENAI_API_KEY was set)")
+    elif agent:
+        where = os.environ.get("OPENAI_BASE_URL") or "OpenAI"
+        console.print(f"  LLM            {where}  (OPENAI_API_KEY / OPENAI_BASE_URL)")
     console.print(f"  logs           {logs}")
     console.print()
     console.print("  in another terminal:")

@@ -1,0 +1,104 @@
+"""The main job as a new user runs it, offline: `stella up` with no OpenAI key starts the local
+llm and points the guide's agent at it; `stella call` with the bundled WAV gets a spoken,
+relevant answer; `stella query` shows the conversation."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import pytest
+
+from stella_services.runtime.nats_server import free_port
+from tests.support.speech import words
+from tests.support.voice import transcribe
+
+pytestmark = pytest.mark.slow
+STELLA = [sys.executable, "-m", "stella_services"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_up_with_the_local_llm_answers_a_spoken_request(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    env |= {
+        "NATS_URL": f"nats://127.0.0.1:{free_port()}",
+        "STELLA_DATA_DIR": str(tmp_path / "stella"),
+        "STELLA_HISTORY_ADDR": f"127.0.0.1:{free_port()}",
+        "STELLA_LLM_PORT": str(free_port()),
+        "CLICKHOUSE_URL": "",
+        "COLUMNS": "200",
+    }
+    up = subprocess.Popen(
+        [*STELLA, "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=open(tmp_path / "up.err", "w"),
+        text=True,
+    )
+    try:
+        assert up.stdout is not None
+        line = ""
+        deadline = time.monotonic() + 240
+        while "STELLA-UP" not in line and time.monotonic() < deadline:
+            line = up.stdout.readline()
+            assert line or up.poll() is None, (tmp_path / "up.err").read_text()
+        banner = (tmp_path / "up.err").read_text()
+        assert f"local LLM      http://127.0.0.1:{env['STELLA_LLM_PORT']}/v1" in banner, banner
+        assert "llm ready" in banner
+        found = re.search(r"playground\s+(http://127\.0\.0\.1:\d+)/#key=(\S+)", banner)
+        assert found is not None, banner
+        url, key = found.groups()
+        call = subprocess.run(
+            [
+                *STELLA,
+                "call",
+                str(ROOT / "examples" / "audio" / "create-task.wav"),
+                "--answer-timeout",
+                "120",
+            ],
+            env={**env, "STELLA_GATEWAY_URL": url, "STELLA_API_KEY": key},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
+        print(call.stdout, call.stderr)
+        assert call.returncode == 0, call.stdout + call.stderr
+        with wave.open(str(tmp_path / "agent-reply.wav"), "rb") as w:
+            pcm = w.readframes(w.getnframes())
+        heard = words(transcribe(pcm))
+        # the greeting, then an answer about the task it was asked to create
+        assert {"help", "today"} <= set(heard), heard
+        answer = heard[heard.index("today") + 1 :]
+        assert {"milk", "task", "created", "added"} & set(answer), heard
+        sid = re.search(r"session (\S+)", call.stderr)
+        assert sid is not None
+        sql = (
+            "SELECT type, role, content FROM stella.events "
+            f"WHERE session_id = '{sid.group(1)}' AND is_chat = 1 ORDER BY ts"
+        )
+        for _ in range(50):
+            query = subprocess.run(
+                [*STELLA, "query", sql, "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            rows = [json.loads(r) for r in query.stdout.splitlines() if r.startswith("{")]
+            if len(rows) >= 3:
+                break
+            time.sleep(0.2)
+        roles = [r["role"] for r in rows]
+        assert "user" in roles and roles.count("assistant") >= 2, rows
+        assert any("milk" in r["content"].lower() for r in rows if r["role"] == "user"), rows
+    finally:
+        up.terminate()
+        up.wait(60)
+    assert up.returncode == 0
