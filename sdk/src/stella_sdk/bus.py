@@ -7,12 +7,14 @@ services use the same class.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Mapping
 
 import nats
 from nats.aio.client import Client as NATS
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from opentelemetry import trace
@@ -36,6 +38,14 @@ def current_traceparent() -> str | None:
 def new_traceparent() -> str:
     """A fresh trace (not sampled) for an envelope published outside any span."""
     return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-00"
+
+
+async def stop_taking(sub: Subscription) -> None:
+    """Stop a (queue) subscription the graceful way: the server stops routing to it, and
+    messages already delivered to this client are still handled. ``unsubscribe`` would
+    drop those, leaving their requesters to time out."""
+    with contextlib.suppress(Exception):  # already closed, or the connection is gone
+        await sub.drain()  # type: ignore[no-untyped-call]
 
 
 class Bus:
