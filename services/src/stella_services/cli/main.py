@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from stella_services.cli import chat, inspect, models, up
+from stella_services.cli import chat, inspect, models, status, up
 from stella_services.registry import SERVICES, UnknownService, get
 from stella_services.runtime.lifecycle import run
 
@@ -19,6 +19,7 @@ app.command("events")(inspect.events)
 app.command("history")(inspect.history)
 app.command("query")(inspect.query)
 app.command("chat")(chat.chat)
+app.command("status")(status.status)
 app.add_typer(models.app, name="models")
 
 

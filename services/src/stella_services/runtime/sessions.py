@@ -1,7 +1,9 @@
-"""Opening and ending sessions: ``lifecycle.created``, then dispatch to one agent runner."""
+"""Opening and ending sessions: ``lifecycle.created``; for a voice session one stt and one
+tts replica claim it; then dispatch to one agent runner."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from nats.errors import NoRespondersError
@@ -18,13 +20,19 @@ from stella_contracts import (
 )
 from stella_services.runtime import tokens
 from stella_services.runtime.bus import Bus
+from stella_services.runtime.claims import request_claim
 
 HISTORY_TOKEN_TTL_S = 24 * 3600
 DISPATCH_ATTEMPTS = 4
+SPEECH_SERVICES = ("stt", "tts")  # what a voice session needs besides its agent
 
 
 class DispatchFailed(RuntimeError):
     pass
+
+
+class SpeechUnavailable(DispatchFailed):
+    """A voice session found no stt or tts replica to take it (the session is ended)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +41,8 @@ class OpenedSession:
     room_name: str
     agent: str
     runner: str
+    stt: str = ""  # service/instance serving the session's speech; empty for text sessions
+    tts: str = ""
 
 
 def new_session_id() -> str:
@@ -50,9 +60,13 @@ async def open_session(
     timeout: float = 5.0,
     session_id: str = "",
 ) -> OpenedSession:
-    """Record the session, then hand it to exactly one runner of ``agent``.
+    """Record the session; for a voice session have one stt and one tts replica claim it;
+    then hand it to exactly one runner of ``agent``.
 
-    A named room goes first to a runner that serves that room, then to the agent's pool.
+    Speech is claimed before the runner gets the session, so its greeting and the user's
+    first words find their replicas subscribed. A named room goes first to a runner that
+    serves that room, then to the agent's pool. Each step waits at most ``timeout``; if one
+    fails the session is ended (``lifecycle.ended``, reason ``error``) and this raises.
     """
     session_id = session_id or new_session_id()
     room = room_name or f"room-{session_id}"
@@ -60,6 +74,18 @@ async def open_session(
         session_id,
         SessionCreated(agent=agent, room_name=room, audio=audio, metadata=metadata or {}),
     )
+    speech = {"stt": "", "tts": ""}
+    if audio:
+        results = await asyncio.gather(
+            *(request_claim(bus.nc, s, session_id, timeout=timeout) for s in SPEECH_SERVICES),
+            return_exceptions=True,
+        )
+        failures = [str(r) for r in results if isinstance(r, BaseException)]
+        if failures:
+            detail = "; ".join(failures)
+            await bus.emit(session_id, SessionEnded(reason=EndReason.ERROR, detail=detail))
+            raise SpeechUnavailable(detail)
+        speech = {s: str(r) for s, r in zip(SPEECH_SERVICES, results, strict=True)}
     request = DispatchRequest(
         session_id=session_id,
         agent=agent,
@@ -85,7 +111,9 @@ async def open_session(
                 continue
             reply = DispatchReply.model_validate_json(msg.data)
             if reply.accepted:
-                return OpenedSession(session_id, room, agent, reply.runner)
+                return OpenedSession(
+                    session_id, room, agent, reply.runner, speech["stt"], speech["tts"]
+                )
             reasons.append(f"{reply.runner}: {reply.reason}")  # busy: ask the group again
     detail = f"no runner took the session for agent {agent!r}: " + "; ".join(reasons)
     await bus.emit(session_id, SessionEnded(reason=EndReason.ERROR, detail=detail))
@@ -93,4 +121,5 @@ async def open_session(
 
 
 async def end_session(bus: Bus, session_id: str, reason: EndReason, detail: str = "") -> None:
+    """Every service frees what it holds for the session when this event arrives."""
     await bus.emit(session_id, SessionEnded(reason=reason, detail=detail))
