@@ -16,6 +16,7 @@ from bench.figures import Figure, percentile
 from bench.platform import BenchPlatform
 from stella_contracts import AgentTurnDone, Envelope, TtsRequest, TurnMetrics, audio, subjects
 from stella_services.runtime.bus import Bus
+from stella_services.runtime.claims import request_claim
 from stella_services.runtime.sessions import open_session
 from stella_services.runtime.settings import ServiceSettings
 from tests.support.scripted_openai import Rule, ScriptedOpenAI
@@ -80,6 +81,7 @@ async def _tts_first_audio(platform: BenchPlatform, engine: str = "kokoro") -> l
                 fut.set_result(time.perf_counter())
 
         sub = await bus.nc.subscribe(subjects.audio_out(sid), cb=on_frame)
+        await request_claim(bus.nc, "tts", sid)
         asked = time.perf_counter()
         await bus.emit(sid, TtsRequest(text=TWO_SENTENCES, turn_id=f"t{i}"))
         samples.append((await asyncio.wait_for(first, 30) - asked) * 1000)
