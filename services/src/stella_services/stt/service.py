@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 import numpy as np
 from nats.aio.msg import Msg
@@ -25,11 +27,37 @@ from stella_services.stt.settings import SttSettings
 log = logging.getLogger(__name__)
 
 
+class Vad(Protocol):
+    def process(self, window: np.ndarray) -> float: ...
+    def reset(self) -> None: ...
+
+
+class VadPool:
+    """Silero VAD instances for sessions. Building one loads the model (~70 ms of CPU), which
+    a burst of claims would wait for in turn; an ended session's instance is reset and
+    reused, and new ones are built off the event loop."""
+
+    def __init__(self, build: Callable[[], Vad]) -> None:
+        self._build = build
+        self._free: list[Vad] = []
+
+    async def take(self) -> Vad:
+        if self._free:
+            return self._free.pop()
+        return await asyncio.to_thread(self._build)
+
+    def give_back(self, vad: Vad) -> None:
+        vad.reset()  # the next session starts from a clean recurrent state
+        self._free.append(vad)
+
+
 class SttSession:
     """One claimed session: its listener and the subscription to its audio."""
 
-    def __init__(self, listener: Listener) -> None:
+    def __init__(self, listener: Listener, vad: Vad, pool: VadPool) -> None:
         self.listener = listener
+        self.vad = vad
+        self.pool = pool
         self.sub: Subscription | None = None
 
     async def on_audio(self, msg: Msg) -> None:
@@ -46,6 +74,7 @@ class SttSession:
                 await self.sub.unsubscribe()
             self.sub = None
         await self.listener.close()
+        self.pool.give_back(self.vad)
 
 
 class SttService:
@@ -65,8 +94,8 @@ class SttService:
         from stella_services.models import catalog
 
         loop = asyncio.get_running_loop()
-        self._vad_model = str(catalog.model_path(catalog.SILERO_VAD) / "silero_vad.onnx")
-        self._silero = SileroVAD
+        vad_model = str(catalog.model_path(catalog.SILERO_VAD) / "silero_vad.onnx")
+        self._vads = VadPool(lambda: SileroVAD(audio.SAMPLE_RATE, vad_model))
         self.recognizer = await loop.run_in_executor(
             self._executor, create_recognizer, self.settings.stt_provider, self.settings.stt_threads
         )
@@ -91,7 +120,7 @@ class SttService:
     async def open_session(self, session_id: str) -> SttSession:
         """A listener for the session, subscribed to its audio (before the claim is answered)."""
         assert self.bus is not None
-        vad = self._silero(audio.SAMPLE_RATE, self._vad_model)
+        vad = await self._vads.take()
         # a cloud recognizer gets finals only: a request every 500 ms would be costly
         partials = self.settings.stt_provider != "openai"
         listener = Listener(
@@ -102,7 +131,7 @@ class SttService:
             self.settings,
             lambda: self._busy > 0 or not partials,
         )
-        session = SttSession(listener)
+        session = SttSession(listener, vad, self._vads)
         session.sub = await self.bus.nc.subscribe(
             subjects.audio_in(session_id), cb=session.on_audio
         )
