@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# the one refusal not worth asking another replica about
+REASON_ENDED = "session ended"
+
 
 class ClaimRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -26,6 +26,7 @@ from stella_contracts import (
     SessionEnded,
     subjects,
 )
+from stella_contracts.claims import REASON_ENDED
 from stella_sdk.admission import admit
 from stella_sdk.bus import Bus, stop_taking
 from stella_sdk.session import AgentSession
@@ -111,8 +112,10 @@ class AgentHost:
         agent = self.agent_class.create_for_session()
         session = AgentSession(self.bus, self.settings, request, agent)
         self.sessions[request.session_id] = session
+        if not await session.start():
+            self.sessions.pop(request.session_id, None)
+            return DispatchReply(accepted=False, runner=runner, reason=REASON_ENDED)
         self.served_total += 1
-        await session.start()
         task = asyncio.create_task(self._forget_when_ended(session))
         self._cleanup.add(task)
         task.add_done_callback(self._cleanup.discard)

@@ -139,15 +139,22 @@ class AgentSession:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Subscribe before the dispatch is answered, so no event of the session is missed."""
+    async def start(self) -> bool:
+        """Subscribe before the dispatch is answered, so no event of the session is missed.
+        False (and nothing started) if the session has ended already."""
         self._sub = await self.bus.nc.subscribe(
             subjects.session_events(self.session_id), cb=self._on_message
         )
+        if await self.bus.has_ended(self.session_id):  # its opener gave up on us
+            await self._sub.unsubscribe()
+            self._sub = None
+            self.ended.set()
+            return False
         self.agent._attach(self)
         self._worker = asyncio.create_task(self._work(), name=f"turns-{self.session_id}")
         self._reader = asyncio.create_task(self._read(), name=f"session-{self.session_id}")
         await self._turns.put((Turn(CONNECT_TURN), self.agent.on_connect))
+        return True
 
     def stop(self) -> None:
         """End the session from the runner's side (shutdown); idempotent."""

@@ -34,6 +34,7 @@ from stella_contracts import (
     SessionEnded,
     subjects,
 )
+from stella_contracts.claims import REASON_ENDED
 from stella_sdk.admission import admit
 from stella_sdk.bus import stop_taking
 from stella_sdk.status import answer_status, status_of
@@ -42,7 +43,7 @@ from stella_services.runtime.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
-REQUEST_TIMEOUT_S = 2.0  # one claim request; the whole claim may retry until its deadline
+HANDOVER_TIMEOUT_S = 2.0  # a draining replica waits this long for another to take a session
 RETRY_PAUSE_S = 0.1
 DRAIN_POLL_S = 0.1
 
@@ -58,7 +59,10 @@ async def request_claim(
 
     Retries until ``timeout``: a refusal (draining, at capacity) lets the queue group pick
     again, and with no replica up at all a replica starting within the deadline still
-    gets the session. Raises :class:`ClaimFailed` naming every reason otherwise.
+    gets the session. A request that is not answered is *not* asked again: the replica
+    may be taking the session slowly, and a second one would then serve it too. Raises
+    :class:`ClaimFailed` naming every reason otherwise (the opener then ends the session,
+    which frees it in a replica that took it late).
     """
     body = ClaimRequest(
         session_id=session_id, service=service, handoff_from=handoff_from
@@ -66,19 +70,20 @@ async def request_claim(
     deadline = time.monotonic() + timeout
     reasons: list[str] = []
     while (remaining := deadline - time.monotonic()) > 0:
-        wait = min(remaining, REQUEST_TIMEOUT_S)
         try:
-            msg = await nc.request(subjects.claim(service), body.encode(), timeout=wait)
+            msg = await nc.request(subjects.claim(service), body.encode(), timeout=remaining)
         except NoRespondersError:
             _note(reasons, f"no {service} replica is running")
         except (TimeoutError, NatsTimeout):
-            _note(reasons, f"no answer from {service} within {wait:g} s")
-            continue
+            _note(reasons, f"a {service} replica did not answer within {remaining:.1f} s")
+            break
         else:
             reply = ClaimReply.model_validate_json(msg.data)
             if reply.accepted:
                 return reply.instance
             _note(reasons, f"{reply.instance}: {reply.reason}")
+            if reply.reason == REASON_ENDED:
+                break
         await asyncio.sleep(min(RETRY_PAUSE_S, max(0.0, deadline - time.monotonic())))
     raise ClaimFailed(
         f"no {service} replica took session {session_id} within {timeout:g} s: "
@@ -125,10 +130,9 @@ class SessionClaims:
         self._open = open_session
         self._extra = extra
         self._claim_sub: Subscription | None = None
+        self._claim_tasks: set[asyncio.Task[None]] = set()
         self._subs: list[Subscription] = []
-        # sessions being claimed right now, and which of them ended meanwhile
-        self._claiming: set[str] = set()
-        self._ended_while_claiming: set[str] = set()
+        self._claiming: set[str] = set()  # being set up right now
 
     async def start(self) -> None:
         nc = self.bus.nc
@@ -143,6 +147,13 @@ class SessionClaims:
     # -- claims ------------------------------------------------------------------------
 
     async def _on_claim(self, msg: Msg) -> None:
+        # nats-py runs one callback at a time per subscription: each claim waits on a flush
+        # and a JetStream ack, so claims run as tasks or a burst of sessions would queue
+        task = asyncio.create_task(self._answer(msg))
+        self._claim_tasks.add(task)
+        task.add_done_callback(self._claim_tasks.discard)
+
+    async def _answer(self, msg: Msg) -> None:
         try:
             request = ClaimRequest.model_validate_json(msg.data)
         except ValidationError as exc:
@@ -155,9 +166,9 @@ class SessionClaims:
     async def take(self, request: ClaimRequest) -> ClaimReply:
         sid = request.session_id
         admission = admit(
-            already_held=sid in self.sessions,
+            already_held=sid in self.sessions or sid in self._claiming,
             draining=self.draining,
-            held=len(self.sessions),
+            held=len(self.sessions) + len(self._claiming),  # claims still being set up count
             capacity=self.settings.max_sessions,
         )
         if not admission.accepted or admission.reason:
@@ -172,13 +183,11 @@ class SessionClaims:
             return ClaimReply(accepted=False, instance=self.instance, reason=f"failed: {exc}")
         finally:
             self._claiming.discard(sid)
-            ended = sid in self._ended_while_claiming
-            self._ended_while_claiming.discard(sid)
         self.sessions[sid] = held
         self.served_total += 1
-        if ended:  # its lifecycle.ended came while we subscribed: it found nothing to free
+        if await self.bus.has_ended(sid):  # ended before we held it: its end freed nothing
             await self.release(sid)
-            return ClaimReply(accepted=False, instance=self.instance, reason="session ended")
+            return ClaimReply(accepted=False, instance=self.instance, reason=REASON_ENDED)
         await self.bus.nc.flush()  # the server routes its subjects here before we say yes
         await self.bus.emit(
             sid,
@@ -196,11 +205,8 @@ class SessionClaims:
             env = Envelope.from_json(msg.data)
         except InvalidEnvelope:
             return  # the recorder dead-letters it
-        if not isinstance(env.payload, SessionEnded):
-            return
-        if env.session_id in self._claiming:
-            self._ended_while_claiming.add(env.session_id)
-        await self.release(env.session_id)
+        if isinstance(env.payload, SessionEnded):
+            await self.release(env.session_id)
 
     async def release(self, session_id: str) -> None:
         """Free everything held for the session (its end, or a hand-over)."""
@@ -222,6 +228,8 @@ class SessionClaims:
             # ("draining") and asked again elsewhere, instead of timing out unanswered
             await stop_taking(self._claim_sub)
             self._claim_sub = None
+        if self._claim_tasks:  # claims being answered finish first: they may add sessions
+            await asyncio.wait(list(self._claim_tasks), timeout=HANDOVER_TIMEOUT_S)
         limit = self.settings.drain_timeout_s if timeout is None else timeout
         if self.sessions:
             log.info("draining: waiting up to %.0fs for %d session(s)", limit, len(self.sessions))
@@ -237,7 +245,7 @@ class SessionClaims:
                 self.bus.nc,
                 self.service,
                 session_id,
-                timeout=REQUEST_TIMEOUT_S,
+                timeout=HANDOVER_TIMEOUT_S,
                 handoff_from=self.settings.instance,
             )
         except ClaimFailed as exc:

@@ -97,7 +97,20 @@ async def open_session(
     targets = [subjects.dispatch(agent)]
     if room_name:
         targets.insert(0, subjects.dispatch_room(agent, room_name))
-    body = request.model_dump_json().encode()
+    reply, reasons = await _dispatch(bus, targets, request.model_dump_json().encode(), timeout)
+    if reply is not None:
+        return OpenedSession(session_id, room, agent, reply.runner, speech["stt"], speech["tts"])
+    detail = f"no runner took the session for agent {agent!r}: " + "; ".join(reasons)
+    await bus.emit(session_id, SessionEnded(reason=EndReason.ERROR, detail=detail))
+    raise DispatchFailed(detail)
+
+
+async def _dispatch(
+    bus: Bus, targets: list[str], body: bytes, timeout: float
+) -> tuple[DispatchReply | None, list[str]]:
+    """The first runner that accepts, or None and why not. A refusal (busy, draining) asks
+    the group again; silence does not: a runner may be taking the session slowly, and
+    asking again could start a second agent for it."""
     reasons: list[str] = []
     for subject in targets:
         for _ in range(DISPATCH_ATTEMPTS):
@@ -108,16 +121,12 @@ async def open_session(
                 break
             except (TimeoutError, NatsTimeout):
                 reasons.append(f"no answer on {subject} in {timeout:g} s")
-                continue
+                return None, reasons
             reply = DispatchReply.model_validate_json(msg.data)
             if reply.accepted:
-                return OpenedSession(
-                    session_id, room, agent, reply.runner, speech["stt"], speech["tts"]
-                )
-            reasons.append(f"{reply.runner}: {reply.reason}")  # busy: ask the group again
-    detail = f"no runner took the session for agent {agent!r}: " + "; ".join(reasons)
-    await bus.emit(session_id, SessionEnded(reason=EndReason.ERROR, detail=detail))
-    raise DispatchFailed(detail)
+                return reply, reasons
+            reasons.append(f"{reply.runner}: {reply.reason}")
+    return None, reasons
 
 
 async def end_session(bus: Bus, session_id: str, reason: EndReason, detail: str = "") -> None:
