@@ -34,8 +34,13 @@ from stella_contracts import (
     subjects,
 )
 from stella_services.runtime.bus import Bus
-from stella_services.runtime.claims import request_claim
-from stella_services.runtime.sessions import SpeechUnavailable, end_session, open_session
+from stella_services.runtime.claims import ClaimFailed, request_claim
+from stella_services.runtime.sessions import (
+    DispatchFailed,
+    SpeechUnavailable,
+    end_session,
+    open_session,
+)
 from tests.support.conversation import Conversation
 from tests.support.events import EventLog
 from tests.support.history import TEST_SECRET
@@ -145,13 +150,26 @@ async def test_a_voice_session_with_no_speech_replica_fails_loudly_or_waits_for_
     assert isinstance(ended, SessionEnded) and ended.reason is EndReason.ERROR
     assert "no stt replica" in ended.detail
 
+    # a session that has ended is never taken late (its opener gave up, say): not by
+    # speech replicas, not by a runner
+    tts = await asyncio.to_thread(start_service, "tts", env)
+    start_service("agent-runner", {**env, "STELLA_AGENT": "demo_agents.echo:EchoAgent"})
+    gone = str(new_id())
+    await end_session(bus, gone, EndReason.CLIENT)
+    with pytest.raises(ClaimFailed, match="session ended"):
+        await request_claim(bus.nc, "tts", gone, timeout=5)
+    with pytest.raises(DispatchFailed, match="session ended"):
+        await open_session(bus, "echo-agent", TEST_SECRET, session_id=gone)
+    await wait_until_released(bus.nc, {"tts": 1, "agent-runner": 1})
+    tts.stop()
+
     # a replica that starts while a claim is still waiting gets the session
     late = str(new_id())
     waiting = asyncio.create_task(request_claim(bus.nc, "tts", late, timeout=60))
     await asyncio.sleep(0.5)
     assert not waiting.done()
-    tts = await asyncio.to_thread(start_service, "tts", env)
-    assert await waiting == name("tts", tts)
+    late_tts = await asyncio.to_thread(start_service, "tts", env)
+    assert await waiting == name("tts", late_tts)
     await end_session(bus, late, EndReason.CLIENT)
     await wait_until_released(bus.nc, {"tts": 1})
     await log.close()
