@@ -32,6 +32,7 @@ from stella_services.runtime.bus import Bus
 from stella_services.runtime.claims import SessionClaims
 from stella_services.tts.chunking import lead_in, speech_chunks
 from stella_services.tts.engines import SpeechEngine, create_engine, to_bus_pcm
+from stella_services.tts.queue import SynthesisQueue
 from stella_services.tts.settings import TtsSettings
 from stella_services.tts.speaker import Speaker
 
@@ -80,6 +81,7 @@ class TtsService:
         self._streams_total = 0
         # one synthesis at a time: two would only share the same two cores more slowly
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tts")
+        self._queue: SynthesisQueue[bytes] = SynthesisQueue(self._executor)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -104,14 +106,15 @@ class TtsService:
             subjects.tts_synthesize(), queue=QUEUE, cb=self._on_stream
         )
 
-    async def synthesize(self, text: str, voice: str) -> bytes:
+    async def synthesize(self, text: str, voice: str, first: bool = True) -> bytes:
+        """Bus PCM for ``text``; ``first``: a reply's first clause, which goes ahead."""
         assert self.engine is not None
         engine = self.engine
 
         def run() -> bytes:
             return to_bus_pcm(engine.synthesize(text, voice), engine.sample_rate)
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        return await self._queue.run(run, first=first)
 
     async def open_session(self, session_id: str) -> TtsSession:
         """A speaker for the session, subscribed to its requests (before the claim is answered)."""
@@ -167,7 +170,7 @@ class TtsService:
         seq = 0
         try:
             for chunk in lead_in(speech_chunks(request.text)) or [request.text]:
-                pcm = await self.synthesize(chunk, request.voice)
+                pcm = await self.synthesize(chunk, request.voice, first=seq == 0)
                 await self._reply(inbox, pcm, {HEADER_SEQ: str(seq)})
                 seq += 1
             await self._reply(inbox, b"", {HEADER_SEQ: str(seq), HEADER_FINAL: "1"})
