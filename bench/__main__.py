@@ -13,13 +13,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import recorder, speech
+from bench import capacity, recorder, speech
 from bench.figures import Figure
 from bench.platform import BenchPlatform, bench_platform
 
 SUITES: dict[str, Callable[[BenchPlatform], list[Figure]]] = {
     "recorder": recorder.run,
     "speech": speech.run,
+    "capacity": capacity.run,
 }
 
 

@@ -22,7 +22,6 @@ from stella_services.runtime.settings import ServiceSettings
 from tests.support.scripted_openai import Rule, ScriptedOpenAI
 from tests.support.speech import silence, speech_pcm
 
-ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = [
     "What time do you open tomorrow?",
     "Can you book a table for two at seven?",
@@ -230,22 +229,11 @@ def run(platform: BenchPlatform) -> list[Figure]:
     llm = ScriptedOpenAI([Rule(text=REPLY)])
     llm.start()
     try:
-        example = ROOT / "examples" / "my-agent"
-        agent_env = {
-            **llm.env(),
-            "LIVEKIT_URL": "",
-            "LIVEKIT_API_KEY": "",
-            "LIVEKIT_API_SECRET": "",
-            "ROOM_NAME": "",
-            "TASKS_DB": str(Path(platform.env["STELLA_DATA_DIR"]) / "a.db"),
-            "STELLA_AGENT_PATH": str(example),
-            "STELLA_AGENT": "src.agent:MyCustomAgent",
-        }
         procs = [
             platform.start("recorder"),
             platform.start("stt"),
             platform.start("tts"),
-            platform.start("agent-runner", agent_env),
+            platform.start("agent-runner", platform.example_agent_env(llm.env())),
         ]
         if not os.environ.get("STELLA_BENCH_DEBUG"):
             figures += asyncio.run(_tts_first_audio(platform))
