@@ -37,7 +37,7 @@ from stella_services.runtime.bus import Bus
 from stella_services.runtime.claims import ClaimFailed, request_claim
 from stella_services.runtime.sessions import (
     DispatchFailed,
-    SpeechUnavailable,
+    SpeechClaimFailed,
     end_session,
     open_session,
 )
@@ -140,7 +140,7 @@ async def test_a_voice_session_with_no_speech_replica_fails_loudly_or_waits_for_
     bus: Bus, env: dict[str, str], start_service: Start
 ) -> None:
     log = await EventLog(bus).attach()
-    with pytest.raises(SpeechUnavailable) as failed:
+    with pytest.raises(SpeechClaimFailed) as failed:
         await open_session(bus, "nobody", TEST_SECRET, audio=True, timeout=0.5)
     assert "no stt replica is running" in str(failed.value)
     assert "no tts replica is running" in str(failed.value)

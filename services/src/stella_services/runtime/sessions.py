@@ -31,7 +31,7 @@ class DispatchFailed(RuntimeError):
     pass
 
 
-class SpeechUnavailable(DispatchFailed):
+class SpeechClaimFailed(DispatchFailed):
     """A voice session found no stt or tts replica to take it (the session is ended)."""
 
 
@@ -84,7 +84,7 @@ async def open_session(
         if failures:
             detail = "; ".join(failures)
             await bus.emit(session_id, SessionEnded(reason=EndReason.ERROR, detail=detail))
-            raise SpeechUnavailable(detail)
+            raise SpeechClaimFailed(detail)
         speech = {s: str(r) for s, r in zip(SPEECH_SERVICES, results, strict=True)}
     request = DispatchRequest(
         session_id=session_id,
