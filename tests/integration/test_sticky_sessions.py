@@ -347,13 +347,14 @@ async def test_a_draining_tool_executor_answers_the_calls_it_has(
         )
         return ToolOutcome.model_validate_json(reply.data)
 
-    slow = [asyncio.create_task(call(3.0)) for _ in range(8)]
-    for _ in range(50):  # until both executors are busy with some
+    slow: list[asyncio.Task[ToolOutcome]] = []
+    for _ in range(12):  # slow calls until both executors are busy with some
+        slow.append(asyncio.create_task(call(3.0)))
+        await asyncio.sleep(0.05)
         busy = await gather_status(bus.nc, "tool-executor", expect=2)
         if len(busy) == 2 and all(s.tasks for s in busy):
             break
-        await asyncio.sleep(0.05)
-    assert all(s.tasks for s in busy) and all(s.sessions == ["s-tools"] for s in busy)
+    assert all(s.tasks for s in busy) and all(s.sessions == ["s-tools"] for s in busy), busy
     assert a.process is not None
     a.process.send_signal(signal.SIGTERM)
     await asyncio.sleep(0.5)
