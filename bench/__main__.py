@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import llm, recorder, speech
+from bench import capacity, llm, recorder, speech
 from bench.figures import Figure
 from bench.platform import BenchPlatform, bench_platform
 
@@ -21,6 +21,7 @@ SUITES: dict[str, Callable[[BenchPlatform], list[Figure]]] = {
     "recorder": recorder.run,
     "speech": speech.run,
     "llm": llm.run,
+    "capacity": capacity.run,
 }
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 from stella_services.runtime.nats_server import LocalNats, free_port
 from tests.support.processes import ServiceProcess
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "my-agent"
+
 
 @dataclass
 class BenchPlatform:
@@ -26,6 +28,19 @@ class BenchPlatform:
         process.start(timeout=120)
         self._children.append(process)
         return process
+
+    def example_agent_env(self, llm_env: dict[str, str]) -> dict[str, str]:
+        """A runner of the guide's ``MyCustomAgent`` talking to the LLM at ``llm_env``."""
+        return {
+            **llm_env,
+            "LIVEKIT_URL": "",
+            "LIVEKIT_API_KEY": "",
+            "LIVEKIT_API_SECRET": "",
+            "ROOM_NAME": "",
+            "TASKS_DB": str(Path(self.env["STELLA_DATA_DIR"]) / "a.db"),
+            "STELLA_AGENT_PATH": str(EXAMPLE),
+            "STELLA_AGENT": "src.agent:MyCustomAgent",
+        }
 
     def __post_init__(self) -> None:
         self._children: list[ServiceProcess] = []

@@ -16,12 +16,12 @@ from bench.figures import Figure, percentile
 from bench.platform import BenchPlatform
 from stella_contracts import AgentTurnDone, Envelope, TtsRequest, TurnMetrics, audio, subjects
 from stella_services.runtime.bus import Bus
+from stella_services.runtime.claims import request_claim
 from stella_services.runtime.sessions import open_session
 from stella_services.runtime.settings import ServiceSettings
 from tests.support.scripted_openai import Rule, ScriptedOpenAI
 from tests.support.speech import silence, speech_pcm
 
-ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = [
     "What time do you open tomorrow?",
     "Can you book a table for two at seven?",
@@ -80,6 +80,7 @@ async def _tts_first_audio(platform: BenchPlatform, engine: str = "kokoro") -> l
                 fut.set_result(time.perf_counter())
 
         sub = await bus.nc.subscribe(subjects.audio_out(sid), cb=on_frame)
+        await request_claim(bus.nc, "tts", sid)
         asked = time.perf_counter()
         await bus.emit(sid, TtsRequest(text=TWO_SENTENCES, turn_id=f"t{i}"))
         samples.append((await asyncio.wait_for(first, 30) - asked) * 1000)
@@ -228,22 +229,11 @@ def run(platform: BenchPlatform) -> list[Figure]:
     llm = ScriptedOpenAI([Rule(text=REPLY)])
     llm.start()
     try:
-        example = ROOT / "examples" / "my-agent"
-        agent_env = {
-            **llm.env(),
-            "LIVEKIT_URL": "",
-            "LIVEKIT_API_KEY": "",
-            "LIVEKIT_API_SECRET": "",
-            "ROOM_NAME": "",
-            "TASKS_DB": str(Path(platform.env["STELLA_DATA_DIR"]) / "a.db"),
-            "STELLA_AGENT_PATH": str(example),
-            "STELLA_AGENT": "src.agent:MyCustomAgent",
-        }
         procs = [
             platform.start("recorder"),
             platform.start("stt"),
             platform.start("tts"),
-            platform.start("agent-runner", agent_env),
+            platform.start("agent-runner", platform.example_agent_env(llm.env())),
         ]
         if not os.environ.get("STELLA_BENCH_DEBUG"):
             figures += asyncio.run(_tts_first_audio(platform))

@@ -60,6 +60,8 @@ def recorder_env(nats_url: str, tmp_path: Path, uid: str) -> dict[str, str]:
         "STELLA_ACK_WAIT_S": "3",
         "CLICKHOUSE_URL": "",
         "STELLA_SECRET": TEST_SECRET,
+        # tests end what they need ended; a service stopped at teardown need not wait long
+        "STELLA_DRAIN_TIMEOUT_S": "2",
     }
 
 

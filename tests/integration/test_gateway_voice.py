@@ -11,6 +11,7 @@ import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -125,3 +126,103 @@ def test_stella_call_explains_a_bad_file_and_a_bad_key(platform: VoicePlatform) 
         timeout=60,
     )
     assert refused.returncode == 1 and "401" in refused.stderr
+
+
+# --- the OpenAPI contract ------------------------------------------------------------------
+
+
+def test_schemathesis_finds_no_server_error(platform: VoicePlatform, tmp_path: Path) -> None:
+    """Property-based requests from /openapi.json against the whole platform (agents,
+    speech, recorder all up): never a 5xx."""
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "schemathesis"),
+            "run",
+            f"{platform.url}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--header",
+            f"Authorization: Bearer {TEST_API_KEY}",
+            "--max-examples",
+            "40",
+            "--generation-deterministic",
+            "--request-timeout",
+            "30",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-8000:]
+    assert "No issues found" in output or "passed" in output, output[-3000:]
+
+
+async def test_after_100_sessions_no_service_holds_anything(platform: VoicePlatform) -> None:
+    """100 sessions (voice and text) opened through the REST API, some with clients that
+    talk, ended every way there is; then no replica of any service holds a session, a
+    task or a subscription for one (``stella status``)."""
+    import json
+
+    from stella_services.runtime.bus import Bus
+    from stella_services.runtime.settings import ServiceSettings
+    from tests.support.status import gather_status, wait_until_released
+
+    gw = GatewayClient(platform.url)
+    busy = asyncio.Semaphore(8)
+
+    async def create(audio: bool) -> dict[str, Any]:
+        async with gw.http() as http:
+            for _ in range(60):  # a runner at capacity is a 503: back off, as a client would
+                response = await http.post(
+                    "/v1/sessions", json={"agent": "my-custom-agent", "audio": audio}
+                )
+                if response.status_code != 503:
+                    break
+                await asyncio.sleep(0.5)
+        assert response.status_code == 201, response.text
+        created: dict[str, Any] = response.json()
+        return created
+
+    async def one(n: int) -> str:
+        async with busy:
+            created = await create(audio=n % 5 != 0)
+            sid: str = created["session_id"]
+            way = n % 4
+            if way == 0:  # the API ends it
+                async with gw.http() as http:
+                    assert (await http.delete(f"/v1/sessions/{sid}")).status_code == 200
+            elif way == 1:  # the client says so
+                ws = await gw.ws(created)
+                await ws.send(json.dumps({"type": "user.text", "text": "hello"}))
+                await ws.send(json.dumps({"type": "session.end"}))
+                await WsTranscript().read_until(ws, lambda e: e["type"] == "lifecycle.ended")
+            elif way == 2:  # the client goes away (after the greeting's first audio)
+                ws = await gw.ws(created)
+                await asyncio.sleep(0.3)
+                await ws.close()
+            else:  # speaks a little, then the API ends it
+                ws = await gw.ws(created)
+                await ws.send(silence(200))
+                async with gw.http() as http:
+                    await http.delete(f"/v1/sessions/{sid}")
+                await WsTranscript().read_until(ws, lambda e: e["type"] == "lifecycle.ended")
+            return sid
+
+    ids = await asyncio.gather(*(one(n) for n in range(100)))
+    assert len(set(ids)) == 100
+    bus = await Bus.connect(ServiceSettings(nats_url=platform.env["NATS_URL"]), "test")
+    try:
+        statuses = await wait_until_released(
+            bus.nc,
+            {"gateway": 1, "stt": 1, "tts": 1, "agent-runner": 1, "tool-executor": 1},
+            timeout=60,
+        )
+        served = {s.service: s.served_total for s in statuses}
+        assert served["agent-runner"] >= 100 and served["stt"] >= 80, served
+        everyone = await gather_status(bus.nc, timeout=1.0)
+        assert not [s for s in everyone if s.sessions], everyone
+    finally:
+        await bus.close()

@@ -138,6 +138,7 @@ def livekit_gateway(nats_url: str, tmp_path: Path) -> Iterator[GatewayClient]:
         "LIVEKIT_API_KEY": CONFIG.api_key,
         "LIVEKIT_API_SECRET": CONFIG.api_secret,
     }
+    speech = [ServiceProcess(name, env, tmp_path / "logs").start(120) for name in ("stt", "tts")]
     runner = ServiceProcess(
         "agent-runner",
         {**env, "STELLA_AGENT": "demo_agents.echo:EchoAgent", "STELLA_AGENT_NAME": "lk-echo"},
@@ -153,8 +154,11 @@ def livekit_gateway(nats_url: str, tmp_path: Path) -> Iterator[GatewayClient]:
     finally:
         gateway.stop()
         runner.stop()
+        for proc in speech:
+            proc.stop()
 
 
+@pytest.mark.slow  # a voice session: stt and tts load their models
 async def test_session_with_livekit_returns_a_room_token_and_ends_when_livekit_is_down(
     livekit_gateway: GatewayClient,
 ) -> None:

@@ -19,6 +19,7 @@ from nats.aio.msg import Msg
 from stella_contracts import Envelope, TtsDone, TtsRequest, audio, new_id, subjects
 from stella_services.models import catalog, prepare
 from stella_services.runtime.bus import Bus
+from stella_services.runtime.claims import request_claim
 from stella_services.stt.recognizers import (
     OpenAIRecognizer,
     RecognizerUnavailable,
@@ -244,6 +245,7 @@ async def speak(bus: Bus, service: ServiceProcess, text: str) -> tuple[Capture, 
     cap = Capture()
     await bus.nc.subscribe(subjects.audio_out(sid), cb=cap.on_audio)
     await bus.nc.subscribe(subjects.session_events(sid), cb=cap.on_event)
+    await request_claim(bus.nc, "tts", sid)
     await bus.emit(sid, TtsRequest(text=text, turn_id="t1"))
     try:
         done = await asyncio.wait_for(cap.done.get(), 60)

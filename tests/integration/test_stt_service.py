@@ -10,6 +10,7 @@ from nats.aio.msg import Msg
 
 from stella_contracts import Envelope, SttTranscript, SttVad, VadState, new_id, subjects
 from stella_services.runtime.bus import Bus
+from stella_services.runtime.claims import request_claim
 from tests.support.processes import ServiceProcess
 from tests.support.speech import silence, speech_pcm, stream_audio, wer
 
@@ -37,6 +38,7 @@ async def test_finals_partials_and_vad_through_the_service(
         events.append(Envelope.from_json(msg.data))
 
     sub = await bus.nc.subscribe(subjects.session_events(sid), cb=on)
+    assert (await request_claim(bus.nc, "stt", sid)).startswith("stt/")
     pcm = silence(500)
     for sentence in SENTENCES:
         pcm += speech_pcm(sentence) + silence(1200)

@@ -19,6 +19,7 @@ from stella_contracts import (
     subjects,
 )
 from stella_services.runtime.bus import Bus
+from stella_services.runtime.claims import request_claim
 from tests.support.processes import ServiceProcess
 from tests.support.speech import rms, wer
 
@@ -46,9 +47,11 @@ class Capture:
 
 
 async def listen(bus: Bus, sid: str) -> Capture:
+    """Capture the session's audio and events, once a tts replica has claimed it."""
     cap = Capture()
     await bus.nc.subscribe(subjects.audio_out(sid), cb=cap.on_audio)
     await bus.nc.subscribe(subjects.session_events(sid), cb=cap.on_event)
+    await request_claim(bus.nc, "tts", sid)
     return cap
 
 

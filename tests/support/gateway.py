@@ -116,7 +116,8 @@ class VoicePlatform:
 
 @contextmanager
 def voice_platform(nats_url: str, tmp: Path) -> Iterator[VoicePlatform]:
-    """recorder, stt, tts, the guide's agent (scripted LLM: France → Paris) and a gateway."""
+    """recorder, stt, tts, the guide's agent and its tool-executor (scripted LLM: France →
+    Paris) and a gateway."""
     from stella_services.runtime.nats_server import free_port
 
     with ScriptedOpenAI(
@@ -142,6 +143,7 @@ def voice_platform(nats_url: str, tmp: Path) -> Iterator[VoicePlatform]:
                 ("recorder", {}),
                 ("stt", {}),
                 ("tts", {}),
+                ("tool-executor", {"STELLA_TOOL_MODULES": "src.tools"}),
                 ("agent-runner", {"STELLA_AGENT": "src.agent:MyCustomAgent"}),
                 ("gateway", {"STELLA_API_KEYS": TEST_API_KEY, "STELLA_GATEWAY_PORT": "0"}),
             ):

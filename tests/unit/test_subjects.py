@@ -15,6 +15,18 @@ def test_builders_spell_the_architecture_subjects() -> None:
     assert subjects.deadletter("recorder") == "stella.deadletter.recorder"
 
 
+def test_scale_out_subjects() -> None:
+    assert subjects.claim("stt") == "stella.claim.stt"
+    assert subjects.status() == "stella.status"
+    assert subjects.status("tool-executor") == "stella.status.tool-executor"
+    ended = subjects.any_session_event("lifecycle.ended")
+    assert ended == "stella.session.*.lifecycle.ended"
+    with pytest.raises(InvalidSubjectToken):
+        subjects.claim("stt.*")
+    with pytest.raises(InvalidSubjectToken):
+        subjects.any_session_event("Lifecycle.Ended")
+
+
 @pytest.mark.parametrize("bad", ["", "a.b", "a b", "*", ">", "a>", "sess\n"])
 def test_tokens_with_separators_or_wildcards_are_refused(bad: str) -> None:
     with pytest.raises(InvalidSubjectToken):

@@ -10,6 +10,7 @@ from stella_contracts.chat import (
     Role,
     chat_view,
 )
+from stella_contracts.claims import ClaimReply, ClaimRequest
 from stella_contracts.deadletter import DeadLetter
 from stella_contracts.dispatch import DispatchReply, DispatchRequest
 from stella_contracts.envelope import (
@@ -28,6 +29,7 @@ from stella_contracts.events import (
     Debug,
     EndReason,
     Event,
+    SessionClaimed,
     SessionCreated,
     SessionEnded,
     SttTranscript,
@@ -43,6 +45,7 @@ from stella_contracts.events import (
     VadState,
 )
 from stella_contracts.speech import SynthesisRequest
+from stella_contracts.status import ServiceStatus
 from stella_contracts.tools import ToolInvocation, ToolOutcome
 
 __all__ = [
@@ -53,6 +56,8 @@ __all__ = [
     "AgentTurnDone",
     "ChatMessage",
     "ChatView",
+    "ClaimReply",
+    "ClaimRequest",
     "ControlInterrupt",
     "DeadLetter",
     "Debug",
@@ -65,6 +70,8 @@ __all__ = [
     "InvalidEnvelope",
     "MessageType",
     "Role",
+    "ServiceStatus",
+    "SessionClaimed",
     "SessionCreated",
     "SessionEnded",
     "Source",

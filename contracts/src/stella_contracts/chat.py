@@ -14,6 +14,7 @@ from stella_contracts.events import (
     AgentText,
     ControlInterrupt,
     Debug,
+    SessionClaimed,
     SessionCreated,
     SessionEnded,
     SttTranscript,
@@ -110,6 +111,9 @@ def _debug_content(envelope: Envelope) -> str:
         return f"interrupt: {p.reason}"
     if isinstance(p, SessionCreated):
         return f"session created for agent {p.agent} in room {p.room_name}"
+    if isinstance(p, SessionClaimed):
+        handoff = f" (handed on by {p.handoff_from})" if p.handoff_from else ""
+        return f"{p.service} served by {p.instance}{handoff}"
     if isinstance(p, SessionEnded):
         return f"session ended: {p.reason.value}" + (f" ({p.detail})" if p.detail else "")
     if isinstance(p, TurnMetrics):

@@ -57,6 +57,16 @@ class SessionCreated(Event):
     metadata: dict[str, str] = Field(default_factory=dict)
 
 
+class SessionClaimed(Event):
+    """A per-session service (stt, tts) took the session; it serves it until the end, or
+    until it hands it to another replica (which then records its own claim)."""
+
+    TYPE: ClassVar[str] = "lifecycle.claimed"
+    service: str
+    instance: str
+    handoff_from: str = ""
+
+
 class SessionEnded(Event):
     TYPE: ClassVar[str] = "lifecycle.ended"
     reason: EndReason

@@ -52,6 +52,11 @@ def all_session_events() -> str:
     return f"{ROOT}.session.>"
 
 
+def any_session_event(type_: str) -> str:
+    """One event type of every session (e.g. every ``lifecycle.ended``)."""
+    return f"{ROOT}.session.*.{event_type(type_)}"
+
+
 def audio_in(session_id: str) -> str:
     """Raw user audio for a session (client → stt)."""
     return f"{ROOT}.audio.{token(session_id, 'session id')}.in"
@@ -75,6 +80,20 @@ def dispatch_room(agent_name: str, room_name: str) -> str:
 def tool(tool_name: str) -> str:
     """Execution requests for one tool (queue group request/reply)."""
     return f"{ROOT}.tools.{token(tool_name, 'tool name')}"
+
+
+def claim(service: str) -> str:
+    """Session claims for one per-session service such as ``stt`` or ``tts`` (queue group
+    request/reply): the replica that accepts serves the session for its whole life."""
+    return f"{ROOT}.claim.{token(service, 'service name')}"
+
+
+def status(service: str | None = None) -> str:
+    """Status requests: every replica of ``service`` answers (scatter-gather); without a
+    service, every replica of every service answers."""
+    if service is None:
+        return f"{ROOT}.status"
+    return f"{ROOT}.status.{token(service, 'service name')}"
 
 
 def tts_synthesize() -> str:

@@ -7,18 +7,29 @@ services use the same class.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Mapping
 
 import nats
 from nats.aio.client import Client as NATS
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
+from nats.js.errors import NotFoundError
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from stella_contracts import DeadLetter, Envelope, EnvelopeFactory, Event, subjects, utc_now
+from stella_contracts import (
+    DeadLetter,
+    Envelope,
+    EnvelopeFactory,
+    Event,
+    SessionEnded,
+    subjects,
+    utc_now,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +47,14 @@ def current_traceparent() -> str | None:
 def new_traceparent() -> str:
     """A fresh trace (not sampled) for an envelope published outside any span."""
     return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-00"
+
+
+async def stop_taking(sub: Subscription) -> None:
+    """Stop a (queue) subscription the graceful way: the server stops routing to it, and
+    messages already delivered to this client are still handled. ``unsubscribe`` would
+    drop those, leaving their requesters to time out."""
+    with contextlib.suppress(Exception):  # already closed, or the connection is gone
+        await sub.drain()  # type: ignore[no-untyped-call]
 
 
 class Bus:
@@ -106,6 +125,22 @@ class Bus:
         return await self.js.publish_async(
             envelope.subject, envelope.to_json(), headers={MSG_ID: str(envelope.id)}
         )
+
+    async def has_ended(self, session_id: str) -> bool:
+        """Whether the session's ``lifecycle.ended`` is stored already (JetStream).
+
+        Asked *after* subscribing to a session: an end published before the subscription
+        is found here, one published after it arrives on the subscription, so a replica
+        taking a session late (its opener gave up and ended it) never keeps it."""
+        subject = subjects.session_event(session_id, SessionEnded.TYPE)
+        try:
+            await self.js.get_last_msg(subjects.EVENTS_STREAM, subject)
+        except NotFoundError:
+            return False
+        except Exception as exc:  # the check failing must not refuse a live session
+            log.warning("could not ask JetStream whether %s has ended: %s", session_id, exc)
+            return False
+        return True
 
     async def dead_letter(
         self, subject: str, body: bytes, headers: Mapping[str, str] | None, reason: str

@@ -9,6 +9,7 @@ runner of the agent. Room mode (``ROOM_NAME`` set): the runner serves that one r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from typing import TYPE_CHECKING
@@ -17,10 +18,20 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
-from stella_contracts import DispatchReply, DispatchRequest, subjects
-from stella_sdk.bus import Bus
+from stella_contracts import (
+    DispatchReply,
+    DispatchRequest,
+    EndReason,
+    ServiceStatus,
+    SessionEnded,
+    subjects,
+)
+from stella_contracts.claims import REASON_ENDED
+from stella_sdk.admission import admit
+from stella_sdk.bus import Bus, stop_taking
 from stella_sdk.session import AgentSession
 from stella_sdk.settings import AgentSettings
+from stella_sdk.status import answer_status, status_of
 
 if TYPE_CHECKING:
     from stella_sdk.agent import BaseAgent
@@ -29,6 +40,7 @@ log = logging.getLogger(__name__)
 
 SERVICE = "agent-runner"
 QUEUE = "agent-runners"
+END_WAIT_S = 5.0  # after announcing the end of sessions left at the drain deadline
 
 
 class AgentHost:
@@ -41,6 +53,7 @@ class AgentHost:
         self.sessions: dict[str, AgentSession] = {}
         self.served_total = 0
         self._sub: Subscription | None = None
+        self._status_subs: list[Subscription] = []
         self._draining = False
         self._cleanup: set[asyncio.Task[None]] = set()
 
@@ -61,6 +74,7 @@ class AgentHost:
         self._sub = await self.bus.nc.subscribe(
             self.dispatch_subject, queue=QUEUE, cb=self._on_dispatch
         )
+        self._status_subs = await answer_status(self.bus.nc, SERVICE, self.status)
         await self.bus.nc.flush()  # the server knows us before anyone is told we are ready
         log.info(
             "agent %r taking sessions on %s (capacity %d)",
@@ -85,17 +99,23 @@ class AgentHost:
     async def _accept(self, request: DispatchRequest) -> DispatchReply:
         assert self.bus is not None
         runner = f"{SERVICE}/{self.settings.instance}"
-        if self._draining:
-            return DispatchReply(accepted=False, runner=runner, reason="draining")
-        if len(self.sessions) >= self.capacity:
-            return DispatchReply(accepted=False, runner=runner, reason="at capacity")
-        if request.session_id in self.sessions:
-            return DispatchReply(accepted=True, runner=runner, reason="already serving")
+        admission = admit(
+            already_held=request.session_id in self.sessions,
+            draining=self._draining,
+            held=len(self.sessions),
+            capacity=self.capacity,
+        )
+        if not admission.accepted or admission.reason:
+            return DispatchReply(
+                accepted=admission.accepted, runner=runner, reason=admission.reason
+            )
         agent = self.agent_class.create_for_session()
         session = AgentSession(self.bus, self.settings, request, agent)
         self.sessions[request.session_id] = session
+        if not await session.start():
+            self.sessions.pop(request.session_id, None)
+            return DispatchReply(accepted=False, runner=runner, reason=REASON_ENDED)
         self.served_total += 1
-        await session.start()
         task = asyncio.create_task(self._forget_when_ended(session))
         self._cleanup.add(task)
         task.add_done_callback(self._cleanup.discard)
@@ -106,11 +126,32 @@ class AgentHost:
         await session.ended.wait()
         self.sessions.pop(session.session_id, None)
 
+    def status(self) -> ServiceStatus:
+        tasks = subs = 0
+        for session in self.sessions.values():
+            t, n = session.held()
+            tasks, subs = tasks + t, subs + n
+        assert self.bus is not None
+        return status_of(
+            self.bus.nc,
+            SERVICE,
+            self.settings.instance,
+            sessions=self.sessions,
+            tasks=tasks + len(self._cleanup),
+            subscriptions=subs,
+            draining=self._draining,
+            capacity=self.capacity,
+            served_total=self.served_total,
+        )
+
     async def drain(self, timeout: float | None = None) -> None:
-        """Take no new sessions; wait for the held ones to end, then end the rest."""
+        """Take no new sessions; wait for the held ones to end; end those left at the
+        deadline (``lifecycle.ended``, so every other service frees them too)."""
         self._draining = True
         if self._sub is not None:
-            await self._sub.unsubscribe()
+            # drain, not unsubscribe: dispatches already queued here get "draining" at once
+            # (and go to another runner) instead of timing out unanswered
+            await stop_taking(self._sub)
             self._sub = None
         limit = self.settings.drain_timeout_s if timeout is None else timeout
         pending = [s.ended.wait() for s in self.sessions.values()]
@@ -120,8 +161,18 @@ class AgentHost:
                 await asyncio.wait_for(asyncio.gather(*pending), limit)
             except TimeoutError:
                 log.warning("drain timed out; ending %d session(s)", len(self.sessions))
+        left = list(self.sessions.values())
+        if left and self.bus is not None and self.bus.nc.is_connected:
+            for session in left:
+                with contextlib.suppress(Exception):
+                    await self.bus.emit(
+                        session.session_id,
+                        SessionEnded(reason=EndReason.AGENT, detail="agent runner shut down"),
+                    )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*(s.ended.wait() for s in left)), END_WAIT_S)
         for session in list(self.sessions.values()):
-            session.stop()
+            session.stop()  # not reached by its own end event: end it here
         await asyncio.gather(*(s.ended.wait() for s in list(self.sessions.values())))
 
     async def stop(self) -> None:

@@ -128,6 +128,7 @@ class AgentSession:
         self._reader: asyncio.Task[None] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._turn_task: asyncio.Task[Any] | None = None
+        self._inboxes = 0  # synthesis replies being received
         self._audio_seq = 0
         self._pacer = Pacer()
         # speech state, for barge-in and the latency ledger
@@ -138,19 +139,32 @@ class AgentSession:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Subscribe before the dispatch is answered, so no event of the session is missed."""
+    async def start(self) -> bool:
+        """Subscribe before the dispatch is answered, so no event of the session is missed.
+        False (and nothing started) if the session has ended already."""
         self._sub = await self.bus.nc.subscribe(
             subjects.session_events(self.session_id), cb=self._on_message
         )
+        if await self.bus.has_ended(self.session_id):  # its opener gave up on us
+            await self._sub.unsubscribe()
+            self._sub = None
+            self.ended.set()
+            return False
         self.agent._attach(self)
         self._worker = asyncio.create_task(self._work(), name=f"turns-{self.session_id}")
         self._reader = asyncio.create_task(self._read(), name=f"session-{self.session_id}")
         await self._turns.put((Turn(CONNECT_TURN), self.agent.on_connect))
+        return True
 
     def stop(self) -> None:
         """End the session from the runner's side (shutdown); idempotent."""
         self._events.put_nowait(None)
+
+    def held(self) -> tuple[int, int]:
+        """(asyncio tasks, NATS subscriptions) this session holds now; (0, 0) once ended."""
+        running = (self._reader, self._worker, self._turn_task)
+        tasks = sum(1 for t in running if t is not None and not t.done())
+        return tasks, int(self._sub is not None) + self._inboxes
 
     async def _on_message(self, msg: Msg) -> None:
         try:
@@ -301,6 +315,7 @@ class AgentSession:
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
+            self._sub = None
         await self.history.close()
         self.bus.envelopes.forget(self.session_id)
         self.ended.set()
@@ -338,6 +353,7 @@ class AgentSession:
             chunks.put_nowait(msg)
 
         sub = await self.bus.nc.subscribe(inbox, cb=collect)
+        self._inboxes += 1
         request = SynthesisRequest(
             session_id=self.session_id,
             turn_id=self.turn_id,
@@ -369,6 +385,7 @@ class AgentSession:
                 if headers.get(HEADER_FINAL):
                     return
         finally:
+            self._inboxes -= 1
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 

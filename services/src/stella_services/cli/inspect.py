@@ -8,7 +8,6 @@ import json
 import signal
 
 import grpc
-import nats
 import typer
 from google.protobuf import json_format
 from nats.aio.msg import Msg
@@ -18,7 +17,7 @@ from rich.text import Text
 
 from stella_contracts import Envelope, InvalidEnvelope, chat_view, subjects
 from stella_contracts.proto import history_pb2, history_pb2_grpc
-from stella_services.cli.settings import CliSettings
+from stella_services.cli.settings import CliSettings, connect_or_exit
 from stella_services.runtime import tokens
 from stella_services.runtime.secret import SecretError, platform_secret
 
@@ -55,15 +54,7 @@ def events(
 
 
 async def _tail(settings: CliSettings, subject: str, replay: bool, raw: bool, count: int) -> None:
-    try:
-        nc = await nats.connect(
-            settings.nats_servers(), connect_timeout=3, max_reconnect_attempts=3
-        )
-    except Exception as exc:
-        err.print(
-            f"[red]cannot reach NATS at {settings.nats_url}: {exc}[/] (is `stella up` running?)"
-        )
-        raise typer.Exit(1) from None
+    nc = await connect_or_exit(settings)
     done = asyncio.Event()
     seen = 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from stella_services.cli import call, chat, deploy, inspect, models, up
+from stella_services.cli import call, chat, deploy, inspect, models, status, up
 from stella_services.registry import SERVICES, UnknownService, get
 from stella_services.runtime.lifecycle import run
 
@@ -20,6 +20,7 @@ app.command("history")(inspect.history)
 app.command("query")(inspect.query)
 app.command("chat")(chat.chat)
 app.command("call")(call.call)
+app.command("status")(status.status)
 app.add_typer(models.app, name="models")
 app.add_typer(deploy.app, name="deploy")
 

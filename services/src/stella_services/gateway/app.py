@@ -41,6 +41,7 @@ from stella_services.runtime.bus import Bus
 from stella_services.runtime.sessions import (
     DispatchFailed,
     NoRunner,
+    SpeechClaimFailed,
     new_session_id,
     open_session,
 )
@@ -160,6 +161,9 @@ def create_app(gw: Gateway) -> FastAPI:
         except NoRunner as exc:
             await gw.sessions.discard(session_id)
             raise ApiError(404, "agent_not_found", str(exc)) from None
+        except SpeechClaimFailed as exc:
+            await gw.sessions.discard(session_id)
+            raise ApiError(503, "speech_unavailable", str(exc)) from None
         except DispatchFailed as exc:  # runners exist but none could take it now
             await gw.sessions.discard(session_id)
             raise ApiError(503, "agent_unavailable", str(exc)) from None

@@ -8,7 +8,10 @@ import logging
 from collections.abc import Iterator
 
 import uvicorn
+from nats.aio.subscription import Subscription
 
+from stella_contracts import ServiceStatus
+from stella_sdk.status import answer_status, status_of
 from stella_services.gateway import URL_LINE
 from stella_services.gateway.app import Gateway, create_app
 from stella_services.gateway.expiry import Limits
@@ -41,6 +44,7 @@ class GatewayService:
         self._server: _Server | None = None
         self._serving: asyncio.Task[None] | None = None
         self.url = ""
+        self._status_subs: list[Subscription] = []
 
     async def start(self) -> None:
         s = self.settings
@@ -84,6 +88,7 @@ class GatewayService:
             timeout_graceful_shutdown=3,
             ws_max_size=1 << 20,
         )
+        self._status_subs = await answer_status(self.bus.nc, self.name, self.status)
         self._server = _Server(config)
         self._serving = asyncio.create_task(self._server.serve(), name="uvicorn")
         while not self._server.started:
@@ -96,7 +101,23 @@ class GatewayService:
         print(f"{URL_LINE} {self.url}", flush=True)
         log.info("gateway at %s (playground at %s/)", self.url, self.url)
 
+    def status(self) -> ServiceStatus:
+        """Running sessions, their clients (as tasks) and their two subscriptions each."""
+        assert self.bus is not None and self.gateway is not None
+        live = self.gateway.sessions.sessions.values()
+        return status_of(
+            self.bus.nc,
+            self.name,
+            self.settings.instance,
+            sessions=[s.session_id for s in live],
+            tasks=sum(len(s.sinks) for s in live) + len(self.gateway.peers.peers),
+            subscriptions=sum(len(s.subscriptions) for s in live),
+        )
+
     async def stop(self) -> None:
+        for sub in self._status_subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
         if self.gateway is not None:
             await self.gateway.sessions.close()
             await self.gateway.peers.close()

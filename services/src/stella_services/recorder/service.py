@@ -7,7 +7,10 @@ import contextlib
 import logging
 
 import grpc
+from nats.aio.subscription import Subscription
 
+from stella_contracts import ServiceStatus
+from stella_sdk.status import answer_status, status_of
 from stella_services.recorder.consumer import EventRecorder
 from stella_services.recorder.grpc_api import HistoryService, start_server
 from stella_services.recorder.settings import RecorderSettings
@@ -29,6 +32,7 @@ class RecorderService:
         self.grpc: grpc.aio.Server | None = None
         self.grpc_port = 0
         self._loop: asyncio.Task[None] | None = None
+        self._status_subs: list[Subscription] = []
 
     async def start(self) -> None:
         s = self.settings
@@ -47,6 +51,7 @@ class RecorderService:
         )
         await self.recorder.start()
         self._loop = asyncio.create_task(self.recorder.run(), name="recorder-loop")
+        self._status_subs = await answer_status(self.bus.nc, self.name, self.status)
         self.grpc, self.grpc_port = await start_server(
             s.history_addr,
             HistoryService(self.store, s.query_max_rows, platform_secret(s.data_dir)),
@@ -57,6 +62,11 @@ class RecorderService:
             _redact(self.store.dsn),
             self.grpc_port,
         )
+
+    def status(self) -> ServiceStatus:
+        """The recorder holds nothing per session: it answers so `stella status` lists it."""
+        assert self.bus is not None
+        return status_of(self.bus.nc, self.name, self.settings.instance)
 
     async def stop(self) -> None:
         if self.recorder is not None:

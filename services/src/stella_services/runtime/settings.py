@@ -34,6 +34,12 @@ class ServiceSettings(BaseSettings):
         default=None,
         description="written once the service serves, removed when it stops (container probes)",
     )
+    max_sessions: int = Field(
+        default=50, ge=0, description="sessions one replica of stt or tts takes (0: no limit)"
+    )
+    drain_timeout_s: float = Field(
+        default=30.0, ge=0, description="on SIGTERM, wait this long for sessions and calls"
+    )
 
     def nats_servers(self) -> list[str]:
         return [u.strip() for u in self.nats_url.split(",") if u.strip()]

@@ -210,6 +210,17 @@ class Listener:
         behind_s = (self.total // SAMPLES_PER_MS - at_ms) / 1000
         return int((time.time() - behind_s) * 1_000_000)
 
+    def pending_tasks(self) -> int:
+        """Decodes and publications not finished yet (the speculative decode included)."""
+        speculative = self._speculative is not None and not self._speculative[1].done()
+        return len(self._tasks) + int(speculative)
+
     async def close(self) -> None:
+        """Let the transcripts already being decoded go out, then drop the audio."""
+        if self._speculative is not None and not self._speculative[1].done():
+            self._speculative[1].cancel()  # its final would never be asked for
+        self._speculative = None
         for task in list(self._tasks):
             await asyncio.wait([task], timeout=10)
+        self.samples = np.zeros(0, dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)

@@ -1,12 +1,15 @@
 """Executes tool calls arriving on ``stella.tools.<name>`` (a queue group of executors).
 
 Each call runs within the smaller of the caller's deadline and the tool's own timeout,
-at most ``STELLA_TOOL_CONCURRENCY`` at once; every failure is a structured result.
+at most ``STELLA_TOOL_CONCURRENCY`` at once; every failure is a structured result. Calls
+hold nothing between them; on SIGTERM an executor takes no new calls and answers the ones
+it has (waiting up to ``STELLA_DRAIN_TIMEOUT_S``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -14,8 +17,10 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import Field, ValidationError
 
-from stella_contracts import ToolErrorKind, ToolInvocation, ToolOutcome, subjects
+from stella_contracts import ServiceStatus, ToolErrorKind, ToolInvocation, ToolOutcome, subjects
 from stella_sdk import Tool
+from stella_sdk.bus import stop_taking
+from stella_sdk.status import answer_status, status_of
 from stella_sdk.tool_run import error_outcome, run_tool
 from stella_services.runtime.bus import Bus
 from stella_services.runtime.loading import LoadError, extend_path, import_module
@@ -53,8 +58,11 @@ class ToolExecutorService:
         self.bus: Bus | None = None
         self.tools: dict[str, Tool[..., Any]] = {}
         self._subs: list[Subscription] = []
+        self._status_subs: list[Subscription] = []
         self._slots = asyncio.Semaphore(self.settings.tool_concurrency)
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight: dict[asyncio.Task[None], str] = {}  # call → its session
+        self._calls_total = 0
+        self._draining = False
 
     @property
     def executed_by(self) -> str:
@@ -74,16 +82,42 @@ class ToolExecutorService:
                 subjects.tool(tool_name), queue=QUEUE, cb=self._on_call
             )
             self._subs.append(sub)
+        self._status_subs = await answer_status(self.bus.nc, self.name, self.status)
         log.info("serving tools: %s", ", ".join(sorted(self.tools)))
 
     async def _on_call(self, msg: Msg) -> None:
         # nats-py runs one callback at a time per subscription: run calls as tasks
         task = asyncio.create_task(self._handle(msg))
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
+        self._calls_total += 1
+        self._inflight[task] = _session_of(msg.data)
+        task.add_done_callback(lambda t: self._inflight.pop(t, None))
+
+    def status(self) -> ServiceStatus:
+        assert self.bus is not None
+        return status_of(  # calls are request/reply: no subscription is held per session
+            self.bus.nc,
+            self.name,
+            self.settings.instance,
+            sessions={sid for sid in self._inflight.values() if sid},
+            tasks=len(self._inflight),
+            draining=self._draining,
+            capacity=self.settings.tool_concurrency,
+            served_total=self._calls_total,
+        )
 
     async def _handle(self, msg: Msg) -> None:
-        outcome = await self.outcome(msg.data)
+        try:
+            outcome = await self.outcome(msg.data)
+        except asyncio.CancelledError:
+            # stopped past the drain deadline: the caller hears why instead of timing out
+            outcome = error_outcome(
+                _call_id_of(msg.data),
+                ToolErrorKind.UNAVAILABLE,
+                "the tool-executor shut down before the call finished",
+                executed_by=self.executed_by,
+            )
+            await msg.respond(outcome.model_dump_json().encode())
+            raise
         await msg.respond(outcome.model_dump_json().encode())
 
     async def outcome(self, data: bytes) -> ToolOutcome:
@@ -127,9 +161,38 @@ class ToolExecutorService:
             self._slots.release()
 
     async def stop(self) -> None:
+        """Drain: calls already delivered here still run and get their answer."""
+        self._draining = True
         for sub in self._subs:
-            await sub.unsubscribe()
-        if self._inflight:  # calls in progress still get their answer
-            await asyncio.wait(self._inflight, timeout=self.settings.tool_timeout_s)
+            await stop_taking(sub)
+        if self._inflight:
+            _, late = await asyncio.wait(
+                list(self._inflight), timeout=self.settings.drain_timeout_s
+            )
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning("drain timed out: %d call(s) cut short", len(late))
+                await asyncio.wait(late, timeout=5)
+        for sub in self._status_subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
         if self.bus is not None:
             await self.bus.close()
+
+
+def _invocation(data: bytes) -> ToolInvocation | None:
+    try:
+        return ToolInvocation.model_validate_json(data)
+    except ValidationError:
+        return None  # refused with the reason when the call is handled
+
+
+def _session_of(data: bytes) -> str:
+    call = _invocation(data)
+    return call.session_id if call else ""
+
+
+def _call_id_of(data: bytes) -> str:
+    call = _invocation(data)
+    return call.call_id if call else ""

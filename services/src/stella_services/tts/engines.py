@@ -63,11 +63,20 @@ class KokoroEngine:
     sample_rate = 24_000
 
     def __init__(self, default_voice: str = "af_heart", speed: float = 1.0) -> None:
+        import onnxruntime
         from kokoro_onnx import Kokoro
 
         model = catalog.model_path(catalog.KOKORO) / "kokoro-v1.0.int8.onnx"
         voices = catalog.model_path(catalog.KOKORO_VOICES) / "voices.npz"
-        self._kokoro = Kokoro(str(model), str(voices))
+        options = onnxruntime.SessionOptions()
+        # idle worker threads sleep instead of spinning: next to stt replicas (and other
+        # tts replicas) on the same cores, spinning threads took the CPU the others needed
+        # (a sentence beside a Whisper decode loop: 3.4 s spinning, 2.7 s not, on 2 cores)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = onnxruntime.InferenceSession(
+            str(model), options, providers=["CPUExecutionProvider"]
+        )
+        self._kokoro = Kokoro.from_session(session, str(voices))
         self.default_voice = default_voice
         self.speed = speed
         self.voices = set(self._kokoro.get_voices())

@@ -1,9 +1,15 @@
 """The tts service: ``tts.request`` events become paced frames on ``stella.audio.<sid>.out``;
-``stella.tts.synthesize`` streams audio back to an agent's ``AudioPipeline``."""
+``stella.tts.synthesize`` streams audio back to an agent's ``AudioPipeline``.
+
+``tts.request`` is sticky: a session is claimed once (``stella.claim.tts``) and this
+replica alone then hears that session's requests, so one speaker speaks them in order.
+``stella.tts.synthesize`` stays stateless: any replica answers any request (a queue group).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,15 +28,44 @@ from stella_contracts import (
 )
 from stella_contracts.audio import HEADER_SEQ
 from stella_contracts.speech import HEADER_ERROR, HEADER_FINAL
+from stella_sdk.bus import stop_taking
 from stella_services.runtime.bus import Bus
+from stella_services.runtime.claims import SessionClaims
 from stella_services.tts.chunking import lead_in, speech_chunks
 from stella_services.tts.engines import SpeechEngine, create_engine, to_bus_pcm
+from stella_services.tts.queue import SynthesisQueue
 from stella_services.tts.settings import TtsSettings
 from stella_services.tts.speaker import Speaker
 
 log = logging.getLogger(__name__)
 
 QUEUE = "tts"
+
+
+class TtsSession:
+    """One claimed session: its speaker and the subscription to its ``tts.request``s."""
+
+    def __init__(self, speaker: Speaker) -> None:
+        self.speaker = speaker
+        self.sub: Subscription | None = None
+
+    async def on_request(self, msg: Msg) -> None:
+        try:
+            env = Envelope.from_json(msg.data)
+        except InvalidEnvelope:
+            return  # the recorder dead-letters it
+        if isinstance(env.payload, TtsRequest) and env.payload.text.strip():
+            self.speaker.say(env.payload)
+
+    def held(self) -> tuple[int, int]:
+        return int(not self.speaker.task.done()), int(self.sub is not None)
+
+    async def close(self) -> None:
+        if self.sub is not None:
+            with contextlib.suppress(Exception):
+                await self.sub.unsubscribe()
+            self.sub = None
+        await self.speaker.close()
 
 
 class TtsService:
@@ -40,11 +75,14 @@ class TtsService:
         self.settings = settings or TtsSettings()
         self.engine: SpeechEngine | None = None
         self.bus: Bus | None = None
-        self.speakers: dict[str, Speaker] = {}
+        self.claims: SessionClaims | None = None
         self._streams: dict[str, set[asyncio.Task[None]]] = {}
         self._subs: list[Subscription] = []
+        self._stream_sub: Subscription | None = None
+        self._streams_total = 0
         # one synthesis at a time: two would only share the same two cores more slowly
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tts")
+        self._queue: SynthesisQueue[bytes] = SynthesisQueue(self._executor)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -56,53 +94,64 @@ class TtsService:
         self.bus = await Bus.connect(self.settings, self.name)
         await self.bus.ensure_streams(self.settings.events_max_age_days)
         nc = self.bus.nc
+        self.claims = SessionClaims(
+            self.bus, self.settings, self.name, self.open_session, self._stream_load
+        )
+        await self.claims.start()
         self._subs = [
-            await nc.subscribe("stella.session.*.tts.request", queue=QUEUE, cb=self._on_request),
-            await nc.subscribe("stella.session.*.control.interrupt", cb=self._on_control),
-            await nc.subscribe("stella.session.*.lifecycle.ended", cb=self._on_control),
-            await nc.subscribe(subjects.tts_synthesize(), queue=QUEUE, cb=self._on_stream),
+            await nc.subscribe(
+                subjects.any_session_event(ControlInterrupt.TYPE), cb=self._on_interrupt
+            ),
+            # a stream of an ended session has no listener left: drop its synthesis work
+            await nc.subscribe(
+                subjects.any_session_event(SessionEnded.TYPE), cb=self._on_interrupt
+            ),
         ]
+        self._stream_sub = await nc.subscribe(
+            subjects.tts_synthesize(), queue=QUEUE, cb=self._on_stream
+        )
 
-    async def synthesize(self, text: str, voice: str) -> bytes:
+    async def synthesize(self, text: str, voice: str, first: bool = True) -> bytes:
+        """Bus PCM for ``text``; ``first``: a reply's first clause, which goes ahead."""
         assert self.engine is not None
         engine = self.engine
 
         def run() -> bytes:
             return to_bus_pcm(engine.synthesize(text, voice), engine.sample_rate)
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        return await self._queue.run(run, first=first)
 
-    def speaker(self, session_id: str) -> Speaker:
-        speaker = self.speakers.get(session_id)
-        if speaker is None:
-            assert self.bus is not None
-            speaker = Speaker(session_id, self.bus, self.synthesize, self.settings.tts_lead_ms)
-            self.speakers[session_id] = speaker
-        return speaker
+    async def open_session(self, session_id: str) -> TtsSession:
+        """A speaker for the session, subscribed to its requests (before the claim is answered)."""
+        assert self.bus is not None
+        session = TtsSession(
+            Speaker(session_id, self.bus, self.synthesize, self.settings.tts_lead_ms)
+        )
+        session.sub = await self.bus.nc.subscribe(
+            subjects.session_event(session_id, TtsRequest.TYPE), cb=session.on_request
+        )
+        return session
 
-    async def _on_request(self, msg: Msg) -> None:
-        try:
-            env = Envelope.from_json(msg.data)
-        except InvalidEnvelope:
-            return  # the recorder dead-letters it
-        if isinstance(env.payload, TtsRequest) and env.payload.text.strip():
-            self.speaker(env.session_id).say(env.payload)
+    @property
+    def speakers(self) -> dict[str, Speaker]:
+        sessions = self.claims.sessions if self.claims else {}
+        return {sid: s.speaker for sid, s in sessions.items() if isinstance(s, TtsSession)}
 
-    async def _on_control(self, msg: Msg) -> None:
+    def _stream_load(self) -> tuple[set[str], int]:
+        """Sessions with a synthesis stream in flight, and those streams (for the status)."""
+        return set(self._streams), sum(len(tasks) for tasks in self._streams.values())
+
+    async def _on_interrupt(self, msg: Msg) -> None:
+        """Barge-in or the end of the session: stop speaking and drop queued synthesis."""
         try:
             env = Envelope.from_json(msg.data)
         except InvalidEnvelope:
             return
-        if isinstance(env.payload, ControlInterrupt):
-            if env.session_id in self.speakers:
-                self.speakers[env.session_id].interrupt()
-            for task in self._streams.get(env.session_id, set()):
-                task.cancel()
-        elif isinstance(env.payload, SessionEnded):
-            speaker = self.speakers.pop(env.session_id, None)
+        if isinstance(env.payload, ControlInterrupt | SessionEnded):
+            speaker = self.speakers.get(env.session_id)
             if speaker is not None:
-                await speaker.close()
-            for task in self._streams.pop(env.session_id, set()):
+                speaker.interrupt()
+            for task in self._streams.get(env.session_id, set()):
                 task.cancel()
 
     async def _on_stream(self, msg: Msg) -> None:
@@ -112,15 +161,22 @@ class TtsService:
             await self._reply(msg.reply, b"", {HEADER_FINAL: "1", HEADER_ERROR: str(exc)[:500]})
             return
         task = asyncio.create_task(self._stream(msg.reply, request))
-        tasks = self._streams.setdefault(request.session_id, set())
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        self._streams_total += 1
+        self._streams.setdefault(request.session_id, set()).add(task)
+        task.add_done_callback(lambda t: self._stream_done(request.session_id, t))
+
+    def _stream_done(self, session_id: str, task: asyncio.Task[None]) -> None:
+        tasks = self._streams.get(session_id)
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:  # nothing is kept for a session between its streams
+                del self._streams[session_id]
 
     async def _stream(self, inbox: str, request: SynthesisRequest) -> None:
         seq = 0
         try:
             for chunk in lead_in(speech_chunks(request.text)) or [request.text]:
-                pcm = await self.synthesize(chunk, request.voice)
+                pcm = await self.synthesize(chunk, request.voice, first=seq == 0)
                 await self._reply(inbox, pcm, {HEADER_SEQ: str(seq)})
                 seq += 1
             await self._reply(inbox, b"", {HEADER_SEQ: str(seq), HEADER_FINAL: "1"})
@@ -135,11 +191,23 @@ class TtsService:
         if inbox:
             await self.bus.nc.publish(inbox, body, headers=headers)
 
+    async def _finish_streams(self) -> None:
+        if self._stream_sub is not None:
+            await stop_taking(self._stream_sub)  # queued requests still get their audio
+            self._stream_sub = None
+        streams = [t for tasks in self._streams.values() for t in tasks]
+        if streams:
+            await asyncio.wait(streams, timeout=self.settings.drain_timeout_s)
+
     async def stop(self) -> None:
+        """Drain: no new sessions or streams; finish what is in flight, then let go."""
+        claims = self.claims.drain() if self.claims is not None else asyncio.sleep(0)
+        await asyncio.gather(claims, self._finish_streams())
         for sub in self._subs:
-            await sub.unsubscribe()
-        for speaker in list(self.speakers.values()):
-            await speaker.close()
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        if self.claims is not None:
+            await self.claims.stop()
         if self.bus is not None:
             await self.bus.close()
         self._executor.shutdown(wait=False, cancel_futures=True)

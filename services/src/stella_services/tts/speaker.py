@@ -21,7 +21,8 @@ from stella_services.tts.chunking import lead_in, speech_chunks, spoken_prefix
 
 log = logging.getLogger(__name__)
 
-Synthesize = Callable[[str, str], Coroutine[Any, Any, bytes]]  # (text, voice) -> bus PCM
+# (text, voice, first clause of the utterance?) -> bus PCM
+Synthesize = Callable[[str, str, bool], Coroutine[Any, Any, bytes]]
 
 
 class Speaker:
@@ -71,13 +72,13 @@ class Speaker:
         interrupted = False
         first_synth_us: int | None = None
         first_out_us: int | None = None
-        next_pcm: asyncio.Task[bytes] = asyncio.create_task(self.synthesize(chunks[0], voice))
+        next_pcm: asyncio.Task[bytes] = asyncio.create_task(self.synthesize(chunks[0], voice, True))
         for index in range(len(chunks)):
             pcm = await next_pcm
             if first_synth_us is None:
                 first_synth_us = time.time_ns() // 1000
             if index + 1 < len(chunks):  # synthesize ahead while this one plays
-                next_pcm = asyncio.create_task(self.synthesize(chunks[index + 1], voice))
+                next_pcm = asyncio.create_task(self.synthesize(chunks[index + 1], voice, False))
             frames = audio.padded_frames(pcm)
             for position, frame in enumerate(frames):
                 if await self._wait_or_interrupted(self.pacer.delay()):
