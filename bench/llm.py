@@ -5,6 +5,7 @@ the model picks the right tool (or none) on a fixed set of requests. The service
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
 import uuid
@@ -13,8 +14,10 @@ from typing import Any
 
 from openai import OpenAI
 
+from bench import speech
 from bench.figures import Figure
 from bench.platform import BenchPlatform
+from stella_services.llm.settings import LlmSettings
 from stella_services.models import catalog
 from stella_services.runtime.nats_server import free_port
 
@@ -226,6 +229,38 @@ def measure(url: str, short: str, load_s: float) -> list[Figure]:
     ]
 
 
+VOICE_TURNS = 8
+DEFAULT_NAME = LlmSettings.model_fields["llm_model"].default
+
+
+def voice_with_local_llm(platform: BenchPlatform, short: str) -> list[Figure]:
+    """The guide's agent in voice, its ``AsyncOpenAI()`` pointed at the local llm."""
+    port = free_port()
+    llm = platform.start("llm", {"STELLA_LLM_MODEL": short, "STELLA_LLM_PORT": str(port)})
+    local = {"OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1", "OPENAI_API_KEY": "local"}
+    procs = [
+        llm,
+        platform.start("recorder"),
+        platform.start("stt"),
+        platform.start("tts"),
+        platform.start("agent-runner", platform.example_agent_env(local)),
+    ]
+    pids = [p.pid for p in procs] + platform.nats_pids
+    try:
+        return asyncio.run(
+            speech.voice_to_voice(
+                platform,
+                pids,
+                turns=VOICE_TURNS,
+                llm_label=f"the local llm ({short}, tools offered)",
+                prefix=f"{short}: ",
+            )
+        )
+    finally:
+        for process in reversed(procs):
+            process.stop()
+
+
 def run(platform: BenchPlatform) -> list[Figure]:
     figures: list[Figure] = []
     for short, weights in catalog.LLMS.items():
@@ -239,4 +274,7 @@ def run(platform: BenchPlatform) -> list[Figure]:
             figures += measure(f"http://127.0.0.1:{port}/v1", short, load_s)
         finally:
             process.stop()  # one model at a time: both would share the same two cores
+    default = catalog.LLMS[DEFAULT_NAME].spec
+    if catalog.verified(catalog.models_dir() / default.folder_name, default):
+        figures += voice_with_local_llm(platform, DEFAULT_NAME)
     return figures
