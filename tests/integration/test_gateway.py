@@ -138,7 +138,9 @@ async def test_a_body_that_is_not_json_is_422(gw: GatewayClient) -> None:
 
 async def test_an_agent_with_no_runner_is_404_and_the_session_is_ended(gw: GatewayClient) -> None:
     async with gw.http() as client:
-        response = await client.post("/v1/sessions", json={"agent": "nobody-runs-this"})
+        response = await client.post(
+            "/v1/sessions", json={"agent": "nobody-runs-this", "audio": False}
+        )
     assert response.status_code == 404
     error = response.json()["error"]
     assert error["code"] == "agent_not_found" and "nobody-runs-this" in error["message"]
