@@ -66,6 +66,7 @@ class LlamaEngine:
         threads: int,
         concurrency: int,
         max_waiting: int,
+        prompt_cache_mib: int = 1024,
         verbose: bool = False,
     ) -> None:
         self.model_path = model_path
@@ -73,6 +74,7 @@ class LlamaEngine:
         self.threads = threads
         self.concurrency = concurrency
         self.max_waiting = max_waiting
+        self.prompt_cache_mib = prompt_cache_mib
         self.verbose = verbose
         self.in_flight = 0
         self._server: Any = None
@@ -93,6 +95,9 @@ class LlamaEngine:
         params.cpuparams.n_threads = self.threads
         params.cpuparams_batch.n_threads = self.threads
         params.cache_prompt = True
+        # llama.cpp keeps evaluated prompts in RAM (8 GiB by default) so that agents with
+        # different system prompts each find theirs again; bounded on a shared machine
+        params.cache_ram_mib = self.prompt_cache_mib
         params.ui = False
         params.verbosity = CHATTY if self.verbose else QUIET
         # xllamacpp also opens llama.cpp's own HTTP listener: keep it on loopback, any port

@@ -93,6 +93,7 @@ class LlmService:
             threads=s.llm_threads,
             concurrency=s.llm_concurrency,
             max_waiting=s.llm_max_waiting,
+            prompt_cache_mib=s.llm_prompt_cache_mib,
             verbose=s.log_level.upper() == "DEBUG",
         )
         started = time.monotonic()
