@@ -52,6 +52,7 @@ def llm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "STELLA_LLM_PORT": str(port),
         "STELLA_LLM_HOST": "127.0.0.1",
         "STELLA_LLM_MODEL": "qwen2.5-coder-1.5b",
+        "STELLA_LLM_MAX_WAITING": "2",  # one generating, two waiting, the rest refused
     }
     process = ServiceProcess("llm", env, tmp_path_factory.mktemp("llm-logs"))
     process.start(timeout=180)
@@ -256,6 +257,32 @@ async def test_requests_are_served_first_come_first_served(llm_url: str) -> None
         await asyncio.sleep(0.1)
     await asyncio.gather(*asking)
     assert finished == [0, 1, 2]
+
+
+@pytest.mark.slow
+async def test_a_full_queue_answers_429(llm_url: str) -> None:
+    client = AsyncOpenAI(base_url=llm_url, api_key="local", max_retries=0, timeout=120)
+    story: Any = [{"role": "user", "content": "Tell a long story about a lighthouse."}]
+    busy = asyncio.create_task(
+        client.chat.completions.create(model="m", messages=story, max_tokens=64)
+    )
+    await asyncio.sleep(0.2)  # it is generating
+    waiting = [
+        asyncio.create_task(
+            client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "Hi"}], max_tokens=2
+            )
+        )
+        for _ in range(2)
+    ]
+    await asyncio.sleep(0.1)
+    with pytest.raises(openai.RateLimitError) as refused:
+        await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "Hi"}], max_tokens=2
+        )
+    assert "waiting" in refused.value.message
+    answers = await asyncio.gather(busy, *waiting)
+    assert all(a.choices[0].message.content for a in answers)
 
 
 @pytest.mark.slow
