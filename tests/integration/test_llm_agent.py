@@ -27,7 +27,14 @@ async def test_guide_agent_runs_on_the_local_model(
     bus: Bus, recorder_env: dict[str, str], start_service: Start, tmp_path: Path
 ) -> None:
     port = free_port()
-    start_service("llm", {"STELLA_LLM_PORT": str(port), "STELLA_LLM_MODEL": "qwen2.5-coder-1.5b"})
+    start_service(
+        "llm",
+        {
+            "STELLA_LLM_PORT": str(port),
+            "STELLA_LLM_MODEL": "qwen2.5-coder-1.5b",
+            "STELLA_LLM_SEED": "7",  # the model's choices repeat from run to run
+        },
+    )
     env = {
         **recorder_env,
         # what an agent needs to use the local model: its URL, and any key

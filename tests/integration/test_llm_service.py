@@ -53,6 +53,7 @@ def llm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "STELLA_LLM_HOST": "127.0.0.1",
         "STELLA_LLM_MODEL": "qwen2.5-coder-1.5b",
         "STELLA_LLM_MAX_WAITING": "2",  # one generating, two waiting, the rest refused
+        "STELLA_LLM_SEED": "7",  # the model's choices repeat from run to run
     }
     process = ServiceProcess("llm", env, tmp_path_factory.mktemp("llm-logs"))
     process.start(timeout=180)

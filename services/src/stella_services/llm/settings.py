@@ -36,3 +36,6 @@ class LlmSettings(ServiceSettings):
     llm_temperature: float = Field(
         default=0.2, ge=0, le=2, description="when a request sets none (small models: keep low)"
     )
+    llm_seed: int | None = Field(
+        default=None, description="sampling seed when a request sets none (tests: repeatable)"
+    )
