@@ -286,6 +286,45 @@ async def test_a_full_queue_answers_429(llm_url: str) -> None:
     assert all(a.choices[0].message.content for a in answers)
 
 
+async def generating(llm_url: str, expected: int, within: float = 20.0) -> None:
+    """Wait until the service's /health reports ``expected`` generations in llama.cpp."""
+    health = llm_url.removesuffix("/v1") + "/health"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    async with httpx.AsyncClient() as http:
+        while (await http.get(health)).json()["generating"] != expected:
+            assert loop.time() < deadline, f"still not {expected} generating after {within} s"
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_client_that_goes_away_stops_its_generation(llm_url: str, stream: bool) -> None:
+    """An agent interrupted by its user drops the request; the model must not go on
+    generating (1,500 tokens would hold the only slot for about a minute)."""
+    body = {
+        "model": "m",
+        "stream": stream,
+        "max_tokens": 1500,
+        "messages": [{"role": "user", "content": "Count from 1 to 1000, one number a line."}],
+    }
+
+    async def ask() -> None:
+        async with (
+            httpx.AsyncClient(timeout=120) as http,
+            http.stream("POST", f"{llm_url}/chat/completions", json=body) as response,
+        ):
+            async for _ in response.aiter_lines():
+                pass
+
+    asking = asyncio.create_task(ask())
+    await generating(llm_url, 1)
+    asking.cancel()  # closes the connection, as a cancelled openai call does
+    with pytest.raises(asyncio.CancelledError):
+        await asking
+    await generating(llm_url, 0)
+
+
 @pytest.mark.slow
 def test_a_prompt_beyond_the_context_is_a_400(client: OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as refused:

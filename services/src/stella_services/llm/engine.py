@@ -76,7 +76,9 @@ class LlamaEngine:
         self.max_waiting = max_waiting
         self.prompt_cache_mib = prompt_cache_mib
         self.verbose = verbose
-        self.in_flight = 0
+        self.in_flight = 0  # requests admitted and not yet closed (waiting or generating)
+        self.generating = 0  # worker threads inside llama.cpp right now
+        self._count = threading.Lock()
         self._server: Any = None
         # its work queue is FIFO: requests start in the order they arrived
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="llm")
@@ -138,7 +140,13 @@ class LlamaEngine:
         def run() -> None:
             try:
                 if not stop.is_set():
-                    server.handle_chat_completions(payload, on_chunk)
+                    with self._count:
+                        self.generating += 1
+                    try:
+                        server.handle_chat_completions(payload, on_chunk)
+                    finally:
+                        with self._count:
+                            self.generating -= 1
             except Exception as exc:
                 log.exception("llama.cpp failed")
                 loop.call_soon_threadsafe(queue.put_nowait, EngineError(500, str(exc)))
