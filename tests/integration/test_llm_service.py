@@ -203,7 +203,10 @@ def test_tool_call_and_reply_stream_in_openai_form(client: OpenAI) -> None:
 
 @pytest.mark.slow
 def test_tool_choice_none_and_named(client: OpenAI) -> None:
-    messages: Any = [{"role": "user", "content": "What's the weather in Rome?"}]
+    messages: Any = [  # the system prompt and tools of the other tests: a cached prefix
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "What's the weather in Rome?"},
+    ]
     none = client.chat.completions.create(
         model="m", messages=messages, tools=TOOLS, tool_choice="none", max_tokens=40
     )
@@ -286,22 +289,22 @@ async def test_a_full_queue_answers_429(llm_url: str) -> None:
     assert all(a.choices[0].message.content for a in answers)
 
 
-async def generating(llm_url: str, expected: int, within: float = 20.0) -> None:
-    """Wait until the service's /health reports ``expected`` generations in llama.cpp."""
+async def until_health(llm_url: str, within: float = 20.0, **expected: int) -> None:
+    """Wait until the service's /health reports ``expected`` (generating=…, waiting=…)."""
     health = llm_url.removesuffix("/v1") + "/health"
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     async with httpx.AsyncClient() as http:
-        while (await http.get(health)).json()["generating"] != expected:
-            assert loop.time() < deadline, f"still not {expected} generating after {within} s"
+        while True:
+            now = (await http.get(health)).json()
+            if all(now[key] == value for key, value in expected.items()):
+                return
+            assert loop.time() < deadline, f"{now} is still not {expected} after {within} s"
             await asyncio.sleep(0.05)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("stream", [False, True])
-async def test_a_client_that_goes_away_stops_its_generation(llm_url: str, stream: bool) -> None:
-    """An agent interrupted by its user drops the request; the model must not go on
-    generating (1,500 tokens would hold the only slot for about a minute)."""
+def long_answer(llm_url: str, stream: bool) -> asyncio.Task[None]:
+    """A request for ~1,500 tokens (about a minute of the only slot), read to its end."""
     body = {
         "model": "m",
         "stream": stream,
@@ -317,12 +320,39 @@ async def test_a_client_that_goes_away_stops_its_generation(llm_url: str, stream
             async for _ in response.aiter_lines():
                 pass
 
-    asking = asyncio.create_task(ask())
-    await generating(llm_url, 1)
+    return asyncio.create_task(ask())
+
+
+async def hang_up(asking: asyncio.Task[None]) -> None:
     asking.cancel()  # closes the connection, as a cancelled openai call does
     with pytest.raises(asyncio.CancelledError):
         await asking
-    await generating(llm_url, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_client_that_goes_away_stops_its_generation(llm_url: str, stream: bool) -> None:
+    """An agent interrupted by its user drops the request: the model must not go on
+    generating for nobody, holding the slot the next turn needs."""
+    asking = long_answer(llm_url, stream)
+    await until_health(llm_url, generating=1)
+    await hang_up(asking)
+    await until_health(llm_url, generating=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_client_that_goes_away_while_waiting_leaves_the_queue(
+    llm_url: str, stream: bool
+) -> None:
+    busy = long_answer(llm_url, stream=False)
+    await until_health(llm_url, generating=1)
+    queued = long_answer(llm_url, stream)
+    await until_health(llm_url, waiting=1)
+    await hang_up(queued)
+    await until_health(llm_url, waiting=0, generating=1)  # gone; the first goes on
+    await hang_up(busy)
+    await until_health(llm_url, generating=0)
 
 
 @pytest.mark.slow

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import aclosing
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,6 +26,7 @@ from stella_services.llm.engine import EngineError
 from stella_services.llm.wire import ChatRequest, RequestProblem, error_body
 
 Json = dict[str, Any]
+T = TypeVar("T")
 DISCONNECT_POLL_S = 0.25
 CLIENT_CLOSED = 499  # nginx's status for a client that went away; nobody reads it
 
@@ -98,10 +99,13 @@ def create_app(chat: Chat, created: int) -> FastAPI:
         # the first chunk comes after the model started: a refusal or a full queue is then
         # still an HTTP status, not an error inside a 200 stream
         try:
-            first = await anext(chunks)
+            first = await until_disconnected(anext(chunks), raw)
         except BaseException:
             await chunks.aclose()
             raise
+        if isinstance(first, Response):  # gone while waiting for the model
+            await chunks.aclose()
+            return first
 
         async def events() -> AsyncIterator[bytes]:
             async with aclosing(chunks):
@@ -120,9 +124,10 @@ def create_app(chat: Chat, created: int) -> FastAPI:
     return app
 
 
-async def until_disconnected(work: Coroutine[Any, Any, Json], raw: Request) -> Json | Response:
-    """``work``'s answer; cancelled if the client goes away first (an agent interrupted by
-    the user drops its request), so the model does not go on generating for nobody."""
+async def until_disconnected(work: Awaitable[T], raw: Request) -> T | Response:
+    """``work``'s result; cancelled if the client goes away first (an agent interrupted by
+    the user drops its request, also while it waits in the queue), so the model does not
+    go on generating for nobody."""
     task = asyncio.ensure_future(work)
     try:
         while not task.done():
