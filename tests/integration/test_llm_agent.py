@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from stella_contracts import ToolResult
+from stella_contracts import EndReason, ToolResult
 from stella_services.runtime.bus import Bus
 from stella_services.runtime.nats_server import free_port
+from stella_services.runtime.sessions import end_session
 from tests.support.conversation import Conversation
 from tests.support.processes import ServiceProcess
 
@@ -64,4 +65,5 @@ async def test_guide_agent_runs_on_the_local_model(
         titles = [row[0] for row in db.execute("SELECT title FROM tasks")]
     assert len(titles) == 1 and "milk" in titles[0].lower(), titles
     assert answer.strip(), "the agent said nothing after the tool result"
+    await end_session(bus, convo.session.session_id, EndReason.CLIENT)  # the runner drains
     await convo.close()
