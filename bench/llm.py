@@ -29,12 +29,13 @@ SYSTEM = (
     "something you cannot do, say so politely and offer to take a message. Prices are in "
     "euros. The bistro has a terrace, a vegetarian menu, and free parking behind the building."
 )
-QUESTIONS = [
-    "Are you open on Monday?",
-    "Do you have vegetarian dishes?",
-    "Where can I park?",
-    "Can I sit outside?",
-    "What currency are your prices in?",
+# Questions the system prompt answers, and words a right answer contains (lower case).
+QUESTIONS: list[tuple[str, tuple[str, ...]]] = [
+    ("Are you open on Monday?", ("no", "not", "closed")),
+    ("Do you have vegetarian dishes?", ("yes", "vegetarian menu")),
+    ("Where can I park?", ("behind",)),
+    ("Can I sit outside?", ("terrace",)),
+    ("What currency are your prices in?", ("euro",)),
 ]
 LONG_ANSWER = "Describe the water cycle in about five sentences."
 TOOLS: Any = [
@@ -83,6 +84,7 @@ class Timed:
     first_token_s: float
     total_s: float
     tokens: int
+    text: str = ""
 
     @property
     def tokens_per_s(self) -> float:
@@ -95,6 +97,7 @@ def timed_stream(client: OpenAI, messages: Any, **options: Any) -> Timed:
     start = time.perf_counter()
     first = None
     tokens = 0
+    pieces: list[str] = []
     stream = client.chat.completions.create(
         model="bench",
         messages=messages,
@@ -103,12 +106,13 @@ def timed_stream(client: OpenAI, messages: Any, **options: Any) -> Timed:
         **options,
     )
     for item in stream:
-        if item.choices and item.choices[0].delta.content and first is None:
-            first = time.perf_counter() - start
+        if item.choices and item.choices[0].delta.content:
+            first = first if first is not None else time.perf_counter() - start
+            pieces.append(item.choices[0].delta.content)
         if item.usage is not None:
             tokens = item.usage.completion_tokens
     total = time.perf_counter() - start
-    return Timed(first if first is not None else total, total, tokens)
+    return Timed(first if first is not None else total, total, tokens, "".join(pieces))
 
 
 def after_result(question: str, name: str, arguments: str, result: str) -> list[Any]:
@@ -170,7 +174,7 @@ def measure(url: str, short: str, load_s: float) -> list[Figure]:
     client = OpenAI(base_url=url, api_key="bench", max_retries=0, timeout=300)
     timed_stream(client, [{"role": "user", "content": "Hi"}], max_tokens=4)  # warm
     cold, warm = [], []
-    for question in QUESTIONS:
+    for question, _ in QUESTIONS:
         fresh = f"Conversation {uuid.uuid4().hex[:8]}. {SYSTEM}"  # defeats the prompt cache
         ask = {"role": "user", "content": question}
         cold.append(
@@ -184,10 +188,19 @@ def measure(url: str, short: str, load_s: float) -> list[Figure]:
         for _ in range(2)
     ]
     with_tools = []
-    for question in QUESTIONS[:3]:
+    for question, _ in QUESTIONS[:3]:
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
         with_tools.append(timed_stream(client, messages, tools=TOOLS, max_tokens=48))
     right, asked, wrong = tool_choice(client)
+    grounded = [
+        any(word in answer.text.lower() for word in words)
+        for answer, (_, words) in zip(warm, QUESTIONS, strict=True)
+    ]
+    ungrounded = [
+        f"{q!r} → {a.text!r}"
+        for a, (q, _), ok in zip(warm, QUESTIONS, grounded, strict=True)
+        if not ok
+    ]
     ms = 1000.0
     prompt_note = f"a ~{len(SYSTEM) // 4}-token system prompt and a short question"
     return [
@@ -217,6 +230,14 @@ def measure(url: str, short: str, load_s: float) -> list[Figure]:
             "ms",
             "median of 3, streamed; the reply text starts after the constrained "
             '{"action":"reply","reply":" prefix; tools and system prompt cached',
+        ),
+        Figure(
+            f"{short}: answers grounded in the system prompt",
+            sum(grounded),
+            f"of {len(QUESTIONS)}",
+            "the reused-prompt answers above, checked for a word of the right answer "
+            "(e.g. Monday: no/closed)"
+            + (f"; wrong: {'; '.join(ungrounded)}" if ungrounded else ""),
         ),
         Figure(
             f"{short}: tool choice correct",

@@ -52,6 +52,8 @@ def llm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "STELLA_LLM_PORT": str(port),
         "STELLA_LLM_HOST": "127.0.0.1",
         "STELLA_LLM_MODEL": "qwen2.5-coder-1.5b",
+        "STELLA_LLM_MAX_WAITING": "2",  # one generating, two waiting, the rest refused
+        "STELLA_LLM_SEED": "7",  # the model's choices repeat from run to run
     }
     process = ServiceProcess("llm", env, tmp_path_factory.mktemp("llm-logs"))
     process.start(timeout=180)
@@ -201,7 +203,10 @@ def test_tool_call_and_reply_stream_in_openai_form(client: OpenAI) -> None:
 
 @pytest.mark.slow
 def test_tool_choice_none_and_named(client: OpenAI) -> None:
-    messages: Any = [{"role": "user", "content": "What's the weather in Rome?"}]
+    messages: Any = [  # the system prompt and tools of the other tests: a cached prefix
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "What's the weather in Rome?"},
+    ]
     none = client.chat.completions.create(
         model="m", messages=messages, tools=TOOLS, tool_choice="none", max_tokens=40
     )
@@ -256,6 +261,98 @@ async def test_requests_are_served_first_come_first_served(llm_url: str) -> None
         await asyncio.sleep(0.1)
     await asyncio.gather(*asking)
     assert finished == [0, 1, 2]
+
+
+@pytest.mark.slow
+async def test_a_full_queue_answers_429(llm_url: str) -> None:
+    client = AsyncOpenAI(base_url=llm_url, api_key="local", max_retries=0, timeout=120)
+    story: Any = [{"role": "user", "content": "Tell a long story about a lighthouse."}]
+    busy = asyncio.create_task(
+        client.chat.completions.create(model="m", messages=story, max_tokens=64)
+    )
+    await asyncio.sleep(0.2)  # it is generating
+    waiting = [
+        asyncio.create_task(
+            client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "Hi"}], max_tokens=2
+            )
+        )
+        for _ in range(2)
+    ]
+    await asyncio.sleep(0.1)
+    with pytest.raises(openai.RateLimitError) as refused:
+        await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "Hi"}], max_tokens=2
+        )
+    assert "waiting" in refused.value.message
+    answers = await asyncio.gather(busy, *waiting)
+    assert all(a.choices[0].message.content for a in answers)
+
+
+async def until_health(llm_url: str, within: float = 20.0, **expected: int) -> None:
+    """Wait until the service's /health reports ``expected`` (generating=…, waiting=…)."""
+    health = llm_url.removesuffix("/v1") + "/health"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    async with httpx.AsyncClient() as http:
+        while True:
+            now = (await http.get(health)).json()
+            if all(now[key] == value for key, value in expected.items()):
+                return
+            assert loop.time() < deadline, f"{now} is still not {expected} after {within} s"
+            await asyncio.sleep(0.05)
+
+
+def long_answer(llm_url: str, stream: bool) -> asyncio.Task[None]:
+    """A request for ~1,500 tokens (about a minute of the only slot), read to its end."""
+    body = {
+        "model": "m",
+        "stream": stream,
+        "max_tokens": 1500,
+        "messages": [{"role": "user", "content": "Count from 1 to 1000, one number a line."}],
+    }
+
+    async def ask() -> None:
+        async with (
+            httpx.AsyncClient(timeout=120) as http,
+            http.stream("POST", f"{llm_url}/chat/completions", json=body) as response,
+        ):
+            async for _ in response.aiter_lines():
+                pass
+
+    return asyncio.create_task(ask())
+
+
+async def hang_up(asking: asyncio.Task[None]) -> None:
+    asking.cancel()  # closes the connection, as a cancelled openai call does
+    with pytest.raises(asyncio.CancelledError):
+        await asking
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_client_that_goes_away_stops_its_generation(llm_url: str, stream: bool) -> None:
+    """An agent interrupted by its user drops the request: the model must not go on
+    generating for nobody, holding the slot the next turn needs."""
+    asking = long_answer(llm_url, stream)
+    await until_health(llm_url, generating=1)
+    await hang_up(asking)
+    await until_health(llm_url, generating=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_client_that_goes_away_while_waiting_leaves_the_queue(
+    llm_url: str, stream: bool
+) -> None:
+    busy = long_answer(llm_url, stream=False)
+    await until_health(llm_url, generating=1)
+    queued = long_answer(llm_url, stream)
+    await until_health(llm_url, waiting=1)
+    await hang_up(queued)
+    await until_health(llm_url, waiting=0, generating=1)  # gone; the first goes on
+    await hang_up(busy)
+    await until_health(llm_url, generating=0)
 
 
 @pytest.mark.slow

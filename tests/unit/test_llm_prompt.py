@@ -194,8 +194,9 @@ def test_payload_plain() -> None:
     assert (payload["max_tokens"], payload["temperature"]) == (20, 0.7)
     assert (payload["stop"], payload["seed"], payload["top_p"]) == (["END"], 3, 0.9)
     assert "grammar" not in payload
-    defaults = llama_payload(request(), plan_tools(request()), Defaults(99, 0.1))
-    assert (defaults["max_tokens"], defaults["temperature"]) == (99, 0.1)
+    defaults = llama_payload(request(), plan_tools(request()), Defaults(99, 0.1, 5))
+    assert (defaults["max_tokens"], defaults["temperature"], defaults["seed"]) == (99, 0.1, 5)
+    assert "seed" not in llama_payload(request(), plan_tools(request()), Defaults())
     newer = request(max_completion_tokens=7, max_tokens=20)
     assert llama_payload(newer, plan_tools(newer), Defaults())["max_tokens"] == 7
 

@@ -9,14 +9,15 @@ Any ``model`` name is accepted and served by the local model; answers carry its 
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import aclosing
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stella_services.llm.chat import Chat
@@ -25,6 +26,9 @@ from stella_services.llm.engine import EngineError
 from stella_services.llm.wire import ChatRequest, RequestProblem, error_body
 
 Json = dict[str, Any]
+T = TypeVar("T")
+DISCONNECT_POLL_S = 0.25
+CLIENT_CLOSED = 499  # nginx's status for a client that went away; nobody reads it
 
 
 def _sse(body: Json | str) -> bytes:
@@ -67,7 +71,13 @@ def create_app(chat: Chat, created: int) -> FastAPI:
 
     @app.get("/health")
     async def health() -> Json:
-        return {"status": "ok", "model": chat.model_id}
+        engine = chat.engine
+        return {
+            "status": "ok",
+            "model": chat.model_id,
+            "generating": engine.generating,
+            "waiting": engine.waiting,
+        }
 
     @app.get("/v1/models")
     async def models() -> Json:
@@ -81,18 +91,21 @@ def create_app(chat: Chat, created: int) -> FastAPI:
         return JSONResponse(model_card(chat.model_id, created))
 
     @app.post("/v1/chat/completions", response_model=None)
-    async def chat_completions(request: ChatRequest) -> Json | StreamingResponse:
+    async def chat_completions(request: ChatRequest, raw: Request) -> Json | Response:
         if not request.stream:
-            return await chat.complete(request)
+            return await until_disconnected(chat.complete(request), raw)
         ident = chat.identity(request)
         chunks = chat.chunks(request, ident)
         # the first chunk comes after the model started: a refusal or a full queue is then
         # still an HTTP status, not an error inside a 200 stream
         try:
-            first = await anext(chunks)
+            first = await until_disconnected(anext(chunks), raw)
         except BaseException:
             await chunks.aclose()
             raise
+        if isinstance(first, Response):  # gone while waiting for the model
+            await chunks.aclose()
+            return first
 
         async def events() -> AsyncIterator[bytes]:
             async with aclosing(chunks):
@@ -109,3 +122,19 @@ def create_app(chat: Chat, created: int) -> FastAPI:
         )
 
     return app
+
+
+async def until_disconnected(work: Awaitable[T], raw: Request) -> T | Response:
+    """``work``'s result; cancelled if the client goes away first (an agent interrupted by
+    the user drops its request, also while it waits in the queue), so the model does not
+    go on generating for nobody."""
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            if not task.done() and await raw.is_disconnected():
+                task.cancel()
+                return Response(status_code=CLIENT_CLOSED)
+        return task.result()
+    finally:
+        task.cancel()  # no-op once done; stops the work if this handler itself is cancelled

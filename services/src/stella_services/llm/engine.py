@@ -66,6 +66,7 @@ class LlamaEngine:
         threads: int,
         concurrency: int,
         max_waiting: int,
+        prompt_cache_mib: int = 1024,
         verbose: bool = False,
     ) -> None:
         self.model_path = model_path
@@ -73,8 +74,11 @@ class LlamaEngine:
         self.threads = threads
         self.concurrency = concurrency
         self.max_waiting = max_waiting
+        self.prompt_cache_mib = prompt_cache_mib
         self.verbose = verbose
-        self.in_flight = 0
+        self.in_flight = 0  # requests admitted and not yet closed (waiting or generating)
+        self.generating = 0  # worker threads inside llama.cpp right now
+        self._count = threading.Lock()
         self._server: Any = None
         # its work queue is FIFO: requests start in the order they arrived
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="llm")
@@ -93,6 +97,9 @@ class LlamaEngine:
         params.cpuparams.n_threads = self.threads
         params.cpuparams_batch.n_threads = self.threads
         params.cache_prompt = True
+        # llama.cpp keeps evaluated prompts in RAM (8 GiB by default) so that agents with
+        # different system prompts each find theirs again; bounded on a shared machine
+        params.cache_ram_mib = self.prompt_cache_mib
         params.ui = False
         params.verbosity = CHATTY if self.verbose else QUIET
         # xllamacpp also opens llama.cpp's own HTTP listener: keep it on loopback, any port
@@ -133,7 +140,13 @@ class LlamaEngine:
         def run() -> None:
             try:
                 if not stop.is_set():
-                    server.handle_chat_completions(payload, on_chunk)
+                    with self._count:
+                        self.generating += 1
+                    try:
+                        server.handle_chat_completions(payload, on_chunk)
+                    finally:
+                        with self._count:
+                            self.generating -= 1
             except Exception as exc:
                 log.exception("llama.cpp failed")
                 loop.call_soon_threadsafe(queue.put_nowait, EngineError(500, str(exc)))

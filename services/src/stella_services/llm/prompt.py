@@ -159,6 +159,7 @@ class Defaults:
 
     max_tokens: int = 1024
     temperature: float = 0.2
+    seed: int | None = None
 
 
 def llama_payload(request: ChatRequest, plan: ToolPlan, defaults: Defaults) -> Json:
@@ -172,7 +173,10 @@ def llama_payload(request: ChatRequest, plan: ToolPlan, defaults: Defaults) -> J
         "max_tokens": request.max_completion_tokens or request.max_tokens or defaults.max_tokens,
         "temperature": defaults.temperature if request.temperature is None else request.temperature,
     }
-    for key in ("top_p", "seed", "presence_penalty", "frequency_penalty"):
+    seed = defaults.seed if request.seed is None else request.seed
+    if seed is not None:
+        payload["seed"] = seed
+    for key in ("top_p", "presence_penalty", "frequency_penalty"):
         value = getattr(request, key)
         if value is not None:
             payload[key] = value

@@ -93,6 +93,7 @@ class LlmService:
             threads=s.llm_threads,
             concurrency=s.llm_concurrency,
             max_waiting=s.llm_max_waiting,
+            prompt_cache_mib=s.llm_prompt_cache_mib,
             verbose=s.log_level.upper() == "DEBUG",
         )
         started = time.monotonic()
@@ -103,7 +104,8 @@ class LlmService:
         engine.reclaim_signals()
         self.engine = engine
         log.info("%s loaded in %.1f s", self.model_id, time.monotonic() - started)
-        chat = Chat(engine, self.model_id, Defaults(s.llm_max_tokens, s.llm_temperature))
+        defaults = Defaults(s.llm_max_tokens, s.llm_temperature, s.llm_seed)
+        chat = Chat(engine, self.model_id, defaults)
         app = create_app(chat, int(time.time()))
         config = uvicorn.Config(
             app, log_level="warning", lifespan="off", timeout_graceful_shutdown=5

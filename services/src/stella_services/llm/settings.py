@@ -27,9 +27,15 @@ class LlmSettings(ServiceSettings):
     llm_max_waiting: int = Field(
         default=64, ge=0, description="requests allowed to wait; beyond it answers 429"
     )
+    llm_prompt_cache_mib: int = Field(
+        default=1024, ge=0, description="memory for evaluated prompts kept beyond the slots"
+    )
     llm_max_tokens: int = Field(
         default=1024, ge=1, description="completion tokens when a request sets no max_tokens"
     )
     llm_temperature: float = Field(
         default=0.2, ge=0, le=2, description="when a request sets none (small models: keep low)"
+    )
+    llm_seed: int | None = Field(
+        default=None, description="sampling seed when a request sets none (tests: repeatable)"
     )
