@@ -60,12 +60,12 @@ def test_up_with_the_local_llm_answers_a_spoken_request(tmp_path: Path) -> None:
                 "call",
                 str(ROOT / "examples" / "audio" / "create-task.wav"),
                 "--answer-timeout",
-                "120",
+                "240",
             ],
             env={**env, "STELLA_GATEWAY_URL": url, "STELLA_API_KEY": key},
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=420,
             cwd=tmp_path,
         )
         print(call.stdout, call.stderr)

@@ -20,7 +20,8 @@ def test_each_service_prepares_only_what_it_loads() -> None:
         "kokoro-voices",
         "piper-en_US-joe-medium",
     ]
-    assert catalog.models_of(["tts", "stt"]) == [m.name for m in catalog.ALL]
+    assert catalog.models_of(["llm"]) == [w.spec.name for w in catalog.LLMS.values()]
+    assert catalog.models_of(["tts", "stt", "llm"]) == [m.name for m in catalog.ALL]
 
 
 def test_every_listed_model_has_a_preparation_step() -> None:

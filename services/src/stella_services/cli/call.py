@@ -141,10 +141,17 @@ async def run_call(
             deadline = time.monotonic() + answer_timeout
             while log.turns_done <= greeting_turns and time.monotonic() < deadline:
                 await _stream(ws, b"\x00" * FRAME_BYTES * 5)  # silence, as a live mic sends
+            answered = log.turns_done > greeting_turns
             log.last_audio = log.last_audio or time.monotonic()
-            await _quiet(log, 1.0, answer_timeout)
+            if answered:
+                await _quiet(log, 1.0, answer_timeout)
             await http.delete(f"/v1/sessions/{sid}")
             await asyncio.wait_for(asyncio.shield(receiving), 5)
+        if not answered:
+            raise CallFailed(
+                f"the agent did not answer within {answer_timeout:g} s (--answer-timeout); "
+                f"see `stella history {sid} --debug`"
+            )
         return log
 
 

@@ -108,24 +108,6 @@ ALL = (
 )
 BY_NAME = {m.name: m for m in ALL}
 # What each service loads, so its image prepares only that (`stella models prepare --service`).
-SERVICE_MODELS: dict[str, tuple[ModelSpec, ...]] = {
-    "stt": (SILERO_VAD, WHISPER_CT2, WHISPER_ONNX),
-    "tts": (KOKORO, KOKORO_VOICES, PIPER_JOE),
-}
-
-
-def models_of(services: list[str]) -> list[str]:
-    """The model names the given services load, in catalog order."""
-    unknown = [s for s in services if s not in SERVICE_MODELS]
-    if unknown:
-        raise ModelPreparationError(
-            f"no models are known for {', '.join(unknown)}; "
-            f"services with models: {', '.join(SERVICE_MODELS)}"
-        )
-    wanted = {spec.name for s in services for spec in SERVICE_MODELS[s]}
-    return [spec.name for spec in ALL if spec.name in wanted]
-
-
 KOKORO_SIZE = 92_361_271
 KOKORO_SHA256 = "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb"
 SILERO_SIZE = 2_327_524
@@ -179,6 +161,25 @@ LLMS = {
         "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     ),
 }
+
+
+SERVICE_MODELS: dict[str, tuple[ModelSpec, ...]] = {
+    "stt": (SILERO_VAD, WHISPER_CT2, WHISPER_ONNX),
+    "tts": (KOKORO, KOKORO_VOICES, PIPER_JOE),
+    "llm": tuple(weights.spec for weights in LLMS.values()),
+}
+
+
+def models_of(services: list[str]) -> list[str]:
+    """The model names the given services load, in catalog order."""
+    unknown = [s for s in services if s not in SERVICE_MODELS]
+    if unknown:
+        raise ModelPreparationError(
+            f"no models are known for {', '.join(unknown)}; "
+            f"services with models: {', '.join(SERVICE_MODELS)}"
+        )
+    wanted = {spec.name for s in services for spec in SERVICE_MODELS[s]}
+    return [spec.name for spec in ALL if spec.name in wanted]
 
 
 def sha256(path: Path) -> str:
