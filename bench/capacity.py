@@ -2,7 +2,8 @@
 voice-to-voice p95 stays within 1.5 s, and text-only sessions while a text turn's p95
 stays within 500 ms. Concurrency steps up level by level and stops at the first level
 over its bound (or with a turn left unanswered). One replica of every service, the
-guide's ``MyCustomAgent`` and a scripted OpenAI-compatible LLM in its own process.
+guide's ``MyCustomAgent`` and a scripted OpenAI-compatible LLM in its own process; voice
+with kokoro (the default) and then with piper speaking.
 """
 
 from __future__ import annotations
@@ -247,7 +248,7 @@ async def _released(bus: Bus) -> None:
         await asyncio.sleep(0.1)
 
 
-async def _voice_capacity(platform: BenchPlatform) -> list[Figure]:
+async def _voice_capacity(platform: BenchPlatform, engine: str) -> list[Figure]:
     bus = await Bus.connect(ServiceSettings(nats_url=platform.nats_url), "bench")
     secret = platform.env["STELLA_SECRET"]
     clips = [speech_pcm(q) for q in QUESTIONS]
@@ -264,13 +265,13 @@ async def _voice_capacity(platform: BenchPlatform) -> list[Figure]:
         p95 = percentile(latencies, 95) if latencies else float("inf")
         parts = _breakdown([m for u in users for m in u.metrics])
         console.print(
-            f"voice x{level}: p50 {p50:.0f} ms, p95 {p95:.0f} ms, "
+            f"voice ({engine}) x{level}: p50 {p50:.0f} ms, p95 {p95:.0f} ms, "
             f"{len(latencies)} turns, {unanswered} unanswered; {parts}",
             soft_wrap=True,
         )
         figures.append(
             Figure(
-                f"  voice x{level}: voice-to-voice p95",
+                f"  voice ({engine}) x{level}: voice-to-voice p95",
                 p95,
                 "ms",
                 f"p50 {p50:.0f} ms; {len(latencies)} turns answered, {unanswered} not; "
@@ -285,11 +286,12 @@ async def _voice_capacity(platform: BenchPlatform) -> list[Figure]:
         f"levels {', '.join(map(str, VOICE_LEVELS))} concurrent voice sessions, each "
         f"asking {VOICE_TURNS} or more spoken questions ({VOICE_SAMPLES} or more a level; "
         "kokoro voice, microphone-paced) to the guide's "
-        "MyCustomAgent: one stt (sherpa, whisper tiny.en), one tts (kokoro), one runner, "
+        f"MyCustomAgent: one stt (sherpa, whisper tiny.en), one tts ({engine}), one runner, "
         "the recorder, a scripted LLM; the largest level whose every turn was answered "
         f"with p95 (last voiced input sample → first agent frame) ≤ {VOICE_P95_MS:.0f} ms"
     )
-    return [Figure("voice sessions held, p95 ≤ 1.5 s", held, "sessions", how), *figures]
+    name = f"voice sessions held, p95 ≤ 1.5 s ({engine})"
+    return [Figure(name, held, "sessions", how), *figures]
 
 
 # -- text ----------------------------------------------------------------------------
@@ -391,9 +393,12 @@ def run(platform: BenchPlatform) -> list[Figure]:
         platform.env["STELLA_MAX_SESSIONS"] = "1000"
         platform.start("recorder")
         platform.start("stt")
-        platform.start("tts")
+        tts = platform.start("tts")
         platform.start("agent-runner", platform.example_agent_env(llm.env()))
-        figures = asyncio.run(_voice_capacity(platform))
+        figures = asyncio.run(_voice_capacity(platform, "kokoro"))
+        tts.stop()  # the fast engine, for comparison
+        platform.start("tts", {"STELLA_TTS_PROVIDER": "piper"})
+        figures += asyncio.run(_voice_capacity(platform, "piper"))
         figures += asyncio.run(_text_capacity(platform))
     finally:
         llm.stop()

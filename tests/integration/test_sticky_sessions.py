@@ -17,12 +17,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from nats.aio.msg import Msg
 
 from stella_contracts import (
     EndReason,
     ServiceStatus,
     SessionClaimed,
     SessionEnded,
+    SynthesisRequest,
     ToolErrorKind,
     ToolInvocation,
     ToolOutcome,
@@ -33,6 +35,7 @@ from stella_contracts import (
     new_id,
     subjects,
 )
+from stella_contracts.speech import HEADER_ERROR, HEADER_FINAL
 from stella_services.runtime.bus import Bus
 from stella_services.runtime.claims import ClaimFailed, request_claim
 from stella_services.runtime.sessions import (
@@ -377,3 +380,33 @@ async def test_a_draining_tool_executor_answers_the_calls_it_has(
     assert not outcome.ok and outcome.error is not None
     assert outcome.error.kind is ToolErrorKind.UNAVAILABLE
     assert outcome.executed_by == name("tool-executor", c)
+
+
+async def test_a_session_end_stops_its_synthesis_streams(
+    bus: Bus, env: dict[str, str], start_service: Start
+) -> None:
+    """``stella.tts.synthesize`` is stateless, but what it does for a session still ends
+    with the session: the rest of a long reply is not synthesized for nobody."""
+    start_service("tts", env)
+    sid = str(new_id())
+    text = " ".join(f"This is sentence number {i} of a very long answer." for i in range(80))
+    chunks: asyncio.Queue[Msg] = asyncio.Queue()
+
+    async def collect(msg: Msg) -> None:
+        chunks.put_nowait(msg)
+
+    inbox = bus.nc.new_inbox()
+    await bus.nc.subscribe(inbox, cb=collect)
+    request = SynthesisRequest(session_id=sid, text=text)
+    await bus.nc.publish(subjects.tts_synthesize(), request.model_dump_json().encode(), reply=inbox)
+    first = await asyncio.wait_for(chunks.get(), 10)
+    assert first.data  # audio is coming
+    [during] = await gather_status(bus.nc, "tts", expect=1)
+    assert during.sessions == [sid] and during.tasks == 1
+    await end_session(bus, sid, EndReason.CLIENT)
+    received = [first]
+    while not (received[-1].headers or {}).get(HEADER_FINAL):
+        received.append(await asyncio.wait_for(chunks.get(), 10))
+    assert received[-1].headers[HEADER_ERROR] == "interrupted"  # type: ignore[index]
+    assert len(received) - 1 < 80  # far from every sentence was synthesized
+    await wait_until_released(bus.nc, {"tts": 1})

@@ -109,6 +109,8 @@ class HeldSession(Protocol):
 OpenSession = Callable[[str], Awaitable[HeldSession]]
 # extra sessions and tasks a service holds outside its claims (tts synthesis streams)
 ExtraHeld = Callable[[], tuple[set[str], int]]
+# what else to free when a session ends, claimed here or not (tts synthesis streams)
+OnEnded = Callable[[str], None]
 
 
 class SessionClaims:
@@ -119,6 +121,7 @@ class SessionClaims:
         service: str,
         open_session: OpenSession,
         extra: ExtraHeld | None = None,
+        on_ended: OnEnded | None = None,
     ) -> None:
         self.bus = bus
         self.settings = settings
@@ -129,6 +132,7 @@ class SessionClaims:
         self.served_total = 0
         self._open = open_session
         self._extra = extra
+        self._on_ended_hook = on_ended
         self._claim_sub: Subscription | None = None
         self._claim_tasks: set[asyncio.Task[None]] = set()
         self._subs: list[Subscription] = []
@@ -206,6 +210,8 @@ class SessionClaims:
         except InvalidEnvelope:
             return  # the recorder dead-letters it
         if isinstance(env.payload, SessionEnded):
+            if self._on_ended_hook is not None:
+                self._on_ended_hook(env.session_id)
             await self.release(env.session_id)
 
     async def release(self, session_id: str) -> None:

@@ -18,6 +18,7 @@ from stella_contracts import (
     new_id,
     subjects,
 )
+from stella_contracts.claims import REASON_ENDED
 from stella_services.runtime import tokens
 from stella_services.runtime.bus import Bus
 from stella_services.runtime.claims import request_claim
@@ -131,6 +132,8 @@ async def _dispatch(
             if reply.accepted:
                 return reply, reasons
             reasons.append(f"{reply.runner}: {reply.reason}")
+            if reply.reason == REASON_ENDED:  # no runner will take it: why ask one
+                return None, reasons
     return None, reasons
 
 

@@ -95,7 +95,12 @@ class TtsService:
         await self.bus.ensure_streams(self.settings.events_max_age_days)
         nc = self.bus.nc
         self.claims = SessionClaims(
-            self.bus, self.settings, self.name, self.open_session, self._stream_load
+            self.bus,
+            self.settings,
+            self.name,
+            self.open_session,
+            extra=self._stream_load,
+            on_ended=self._stop_streams,
         )
         await self.claims.start()
         self._subs = [
@@ -141,6 +146,11 @@ class TtsService:
         """Sessions with a synthesis stream in flight, and those streams (for the status)."""
         return set(self._streams), sum(len(tasks) for tasks in self._streams.values())
 
+    def _stop_streams(self, session_id: str) -> None:
+        """No one wants the rest of these streams' audio (an interrupt, or the end)."""
+        for task in list(self._streams.get(session_id, ())):
+            task.cancel()
+
     async def _on_interrupt(self, msg: Msg) -> None:
         """Barge-in or the end of the session: stop speaking and drop queued synthesis."""
         try:
@@ -151,8 +161,7 @@ class TtsService:
             speaker = self.speakers.get(env.session_id)
             if speaker is not None:
                 speaker.interrupt()
-            for task in self._streams.get(env.session_id, set()):
-                task.cancel()
+            self._stop_streams(env.session_id)
 
     async def _on_stream(self, msg: Msg) -> None:
         try:
