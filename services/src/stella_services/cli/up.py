@@ -38,7 +38,8 @@ from stella_services.runtime.secret import platform_secret
 
 UP_LINE = "STELLA-UP"  # printed once everything is ready; tests and scripts wait for it
 CALL_SAMPLE = "examples/audio/create-task.wav"
-console = Console(stderr=True, highlight=False)
+# soft_wrap: a printed command or key must never be broken by a newline (copy and paste)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 @dataclass
