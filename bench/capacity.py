@@ -65,7 +65,7 @@ QUESTIONS = [
 VOICE_LEVELS = _levels("STELLA_BENCH_VOICE_LEVELS", (1, 2, 4, 6, 8, 10, 12, 16))
 VOICE_P95_MS = 1500.0
 VOICE_TURNS = 3  # per session and level, at least
-VOICE_SAMPLES = 12  # turns per level, at least (one session alone speaks 12 times)
+VOICE_SAMPLES = 20  # turns per level, at least: p95 of 20 forgives one outlier, of 12 none
 ANSWER_TIMEOUT_S = 15.0
 
 TEXT_LEVELS = _levels("STELLA_BENCH_TEXT_LEVELS", (10, 25, 50, 100, 200, 300, 400, 600))
