@@ -8,7 +8,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 import wave
 from pathlib import Path
@@ -17,10 +16,10 @@ import pytest
 
 from stella_services.runtime.nats_server import free_port
 from tests.support.speech import words
+from tests.support.up import STELLA, start_up
 from tests.support.voice import transcribe
 
 pytestmark = pytest.mark.slow
-STELLA = [sys.executable, "-m", "stella_services"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -34,26 +33,12 @@ def test_up_with_the_local_llm_answers_a_spoken_request(tmp_path: Path) -> None:
         "CLICKHOUSE_URL": "",
         "COLUMNS": "200",
     }
-    up = subprocess.Popen(
-        [*STELLA, "up"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=open(tmp_path / "up.err", "w"),
-        text=True,
-    )
+    up = start_up(env, tmp_path)
     try:
-        assert up.stdout is not None
-        line = ""
-        deadline = time.monotonic() + 240
-        while "STELLA-UP" not in line and time.monotonic() < deadline:
-            line = up.stdout.readline()
-            assert line or up.poll() is None, (tmp_path / "up.err").read_text()
-        banner = (tmp_path / "up.err").read_text()
+        banner = up.banner
         assert f"local LLM      http://127.0.0.1:{env['STELLA_LLM_PORT']}/v1" in banner, banner
         assert "llm ready" in banner
-        found = re.search(r"playground\s+(http://127\.0\.0\.1:\d+)/#key=(\S+)", banner)
-        assert found is not None, banner
-        url, key = found.groups()
+        url, key = up.playground()
         call = subprocess.run(
             [
                 *STELLA,
@@ -99,6 +84,5 @@ def test_up_with_the_local_llm_answers_a_spoken_request(tmp_path: Path) -> None:
         assert "user" in roles and roles.count("assistant") >= 2, rows
         assert any("milk" in r["content"].lower() for r in rows if r["role"] == "user"), rows
     finally:
-        up.terminate()
-        up.wait(60)
-    assert up.returncode == 0
+        code = up.stop()
+    assert code == 0

@@ -6,7 +6,6 @@ import asyncio
 import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,8 +16,8 @@ from stella_services.runtime.bus import Bus
 from stella_services.runtime.nats_server import free_port
 from stella_services.runtime.settings import ServiceSettings
 from tests.support.scripted_openai import Rule, ScriptedOpenAI, ToolCallReply
+from tests.support.up import STELLA, start_up
 
-STELLA = [sys.executable, "-m", "stella_services"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -58,29 +57,15 @@ async def test_stella_up_query_events_and_clean_stop(tmp_path: Path, uid: str) -
         "CLICKHOUSE_URL": "",
         "COLUMNS": "200",
     }
-    up = subprocess.Popen(
-        [*STELLA, "up"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=open(tmp_path / "up.err", "w"),
-        text=True,
-    )
+    up = start_up(env, tmp_path, timeout=120)
     try:
-        assert up.stdout is not None
-        line = ""
-        deadline = time.monotonic() + 120
-        while "STELLA-UP" not in line and time.monotonic() < deadline:
-            line = up.stdout.readline()
-            assert line or up.poll() is None, (tmp_path / "up.err").read_text()
-        banner = (tmp_path / "up.err").read_text()
+        banner = up.banner
         assert "STELLA is up" in banner and f"nats://127.0.0.1:{nats_port}" in banner
         pids = [int(p) for p in re.findall(r"pid (\d+)", banner)]
         # nats-server, recorder, stt, tts, tool-executor, agent-runner (the example agent)
         # and the gateway
         assert len(pids) == 7 and all(alive(p) for p in pids)
-        playground = re.search(r"playground\s+(http://127\.0\.0\.1:\d+)/#key=(\S+)", banner)
-        assert playground is not None, banner
-        url, key = playground.groups()
+        url, key = up.playground()
         assert f"API key        {key}" in banner and "stella call" in banner
         call = subprocess.run(
             [*STELLA, "call", str(ROOT / "examples" / "audio" / "create-task.wav")],
@@ -167,10 +152,9 @@ async def test_stella_up_query_events_and_clean_stop(tmp_path: Path, uid: str) -
         )
         assert refused.returncode == 1 and "only read queries" in refused.stderr
     finally:
-        up.terminate()
-        up.wait(60)
+        code = up.stop()
         llm.stop()
-    assert up.returncode == 0
+    assert code == 0
     for pid in pids:
         for _ in range(100):
             if not alive(pid):

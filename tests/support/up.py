@@ -1,0 +1,48 @@
+"""``stella up`` as a process for end-to-end tests: started, waited for, its banner read."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+STELLA = [sys.executable, "-m", "stella_services"]
+
+
+@dataclass
+class RunningUp:
+    process: subprocess.Popen[str]
+    banner: str  # what it printed on stderr up to STELLA-UP
+
+    def playground(self) -> tuple[str, str]:
+        """The gateway URL and the API key from the printed playground link."""
+        found = re.search(r"playground\s+(http://127\.0\.0\.1:\d+)/#key=(\S+)", self.banner)
+        assert found is not None, self.banner
+        return found.group(1), found.group(2)
+
+    def stop(self) -> int:
+        """SIGTERM, as Ctrl-C would; returns its exit code."""
+        self.process.terminate()
+        return self.process.wait(60)
+
+
+def start_up(env: dict[str, str], tmp_path: Path, timeout: float = 240) -> RunningUp:
+    """Run ``stella up`` until it prints STELLA-UP (fails with its stderr otherwise)."""
+    err = tmp_path / "up.err"
+    process = subprocess.Popen(
+        [*STELLA, "up"], env=env, stdout=subprocess.PIPE, stderr=open(err, "w"), text=True
+    )
+    assert process.stdout is not None
+    line = ""
+    deadline = time.monotonic() + timeout
+    while "STELLA-UP" not in line and time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            raise AssertionError(f"stella up exited: {err.read_text()}")
+    if "STELLA-UP" not in line:
+        process.kill()
+        raise AssertionError(f"stella up was not up in {timeout:g} s: {err.read_text()}")
+    return RunningUp(process, err.read_text())
