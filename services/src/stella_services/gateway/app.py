@@ -101,10 +101,6 @@ def _from_record(rec: SessionRecord, live: LiveSession | None) -> SessionInfo:
     )
 
 
-def _unavailable(exc: RecordsUnavailable) -> ApiError:
-    return ApiError(503, "recorder_unavailable", str(exc))
-
-
 def create_app(gw: Gateway) -> FastAPI:
     app = FastAPI(
         title="STELLA gateway",
@@ -112,6 +108,10 @@ def create_app(gw: Gateway) -> FastAPI:
         description="Sessions with voice agents: REST, WebSocket and WebRTC audio, LiveKit.",
     )
     errors.install(app)
+
+    @app.exception_handler(RecordsUnavailable)
+    async def recorder_down(request: Request, exc: RecordsUnavailable) -> Response:
+        return errors.error_json(503, "recorder_unavailable", str(exc))
 
     def api_key(bearer: Bearer, header_key: HeaderKey) -> None:
         auth.check_api_key(gw.keyring, bearer, header_key)
@@ -133,10 +133,7 @@ def create_app(gw: Gateway) -> FastAPI:
     @app.get("/v1/agents", response_model=AgentList, responses=ERRORS, dependencies=[Authorized])
     async def agents() -> AgentList:
         """Agents that had sessions in the last 30 days (what the playground offers)."""
-        try:
-            return AgentList(agents=await gw.records.agents())
-        except RecordsUnavailable as exc:
-            raise _unavailable(exc) from None
+        return AgentList(agents=await gw.records.agents())
 
     @app.post(
         "/v1/sessions",
@@ -199,10 +196,7 @@ def create_app(gw: Gateway) -> FastAPI:
             after = Cursor.decode(cursor) if cursor else None
         except BadCursor as exc:
             raise ApiError(422, "invalid_request", f"query.cursor: {exc}") from None
-        try:
-            records, following = await gw.records.page(limit, after)
-        except RecordsUnavailable as exc:
-            raise _unavailable(exc) from None
+        records, following = await gw.records.page(limit, after)
         return SessionPage(
             sessions=[_from_record(r, gw.sessions.known(r.session_id)) for r in records],
             next_cursor=following.encode() if following else None,
@@ -212,10 +206,7 @@ def create_app(gw: Gateway) -> FastAPI:
         live = gw.sessions.known(session_id)
         if live is not None:
             return _info(live)
-        try:
-            record = await gw.records.get(session_id)
-        except RecordsUnavailable as exc:
-            raise _unavailable(exc) from None
+        record = await gw.records.get(session_id)
         if record is None:
             raise not_found(session_id)
         return _from_record(record, None)
@@ -254,10 +245,7 @@ def create_app(gw: Gateway) -> FastAPI:
     ) -> Transcript:
         """The session's chat messages, oldest first."""
         await find(session_id)
-        try:
-            messages = await gw.records.transcript(session_id, limit)
-        except RecordsUnavailable as exc:
-            raise _unavailable(exc) from None
+        messages = await gw.records.transcript(session_id, limit)
         return Transcript(
             session_id=session_id,
             messages=[

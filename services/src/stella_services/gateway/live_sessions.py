@@ -51,7 +51,7 @@ class LiveSession:
     last_activity: float = field(default_factory=time.monotonic)
     disconnected_at: float | None = None
     sinks: dict[int, MediaSink] = field(default_factory=dict)
-    event_backlog: deque[Envelope] | None = field(
+    event_backlog: deque[tuple[Envelope, bytes]] | None = field(
         default_factory=lambda: deque(maxlen=BACKLOG_EVENTS)
     )
     audio_backlog: deque[bytes] | None = field(
@@ -116,11 +116,11 @@ class LiveSessions:
         except InvalidEnvelope:
             return  # the recorder dead-letters it; a client has no use for it
         if live.event_backlog is not None:
-            live.event_backlog.append(envelope)
+            live.event_backlog.append((envelope, msg.data))
         for sink in list(live.sinks.values()):
             if isinstance(envelope.payload, ControlInterrupt):
                 await sink.interrupted()
-            await sink.session_event(envelope)
+            await sink.session_event(envelope, msg.data)
         if isinstance(envelope.payload, SessionEnded):
             live.end_reason = live.end_reason or envelope.payload.reason
             await self._forget(live)
@@ -144,7 +144,7 @@ class LiveSessions:
         """Add a client; the first one gets what was said before it came."""
         if live.event_backlog is not None:
             while live.event_backlog:
-                await sink.session_event(live.event_backlog.popleft())
+                await sink.session_event(*live.event_backlog.popleft())
             live.event_backlog = None
         if sink.wants_audio and live.audio_backlog is not None:
             while live.audio_backlog:

@@ -95,7 +95,7 @@ class _RoomSink:
         # capture_frame waits while LiveKit's queue is full: the frames keep their pace
         await self.source.capture_frame(agent_frame(pcm))
 
-    async def session_event(self, envelope: Envelope) -> None:
+    async def session_event(self, envelope: Envelope, raw: bytes) -> None:
         return None
 
     async def interrupted(self) -> None:

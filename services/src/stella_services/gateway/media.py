@@ -21,8 +21,9 @@ class MediaSink(Protocol):
     async def agent_audio(self, pcm: bytes) -> None:
         """One 20 ms frame of the agent's voice (PCM s16le 16 kHz mono)."""
 
-    async def session_event(self, envelope: Envelope) -> None:
-        """Any event of the session (transcripts, agent text, metrics, lifecycle...)."""
+    async def session_event(self, envelope: Envelope, raw: bytes) -> None:
+        """Any event of the session (transcripts, agent text, metrics, lifecycle...), parsed
+        and as it came off the bus (a client that wants JSON sends ``raw`` unchanged)."""
 
     async def interrupted(self) -> None:
         """The agent's speech was cut: drop whatever agent audio is still queued."""

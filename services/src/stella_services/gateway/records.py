@@ -64,15 +64,18 @@ class Records:
         token = tokens.mint(self._secret, "gateway", tokens.Scope.ADMIN, ADMIN_TOKEN_TTL_S)
         return (("authorization", f"Bearer {token}"),)
 
+    def _unavailable(self, exc: grpc.aio.AioRpcError) -> RecordsUnavailable:
+        return RecordsUnavailable(
+            f"the recorder at {self.addr} did not answer: {exc.code().name}: {exc.details()}"
+        )
+
     async def _rows(self, sql: str) -> list[list[object]]:
         try:
             reply = await self._stub.Query(
                 history_pb2.QueryRequest(sql=sql), timeout=10, metadata=self._auth()
             )
         except grpc.aio.AioRpcError as exc:
-            raise RecordsUnavailable(
-                f"the recorder at {self.addr} did not answer: {exc.code().name}: {exc.details()}"
-            ) from exc
+            raise self._unavailable(exc) from exc
         return [list(json_format.MessageToDict(r)) for r in reply.rows]
 
     async def page(
@@ -96,9 +99,7 @@ class Records:
         try:
             reply = await self._stub.GetChatHistory(request, timeout=10, metadata=self._auth())
         except grpc.aio.AioRpcError as exc:
-            raise RecordsUnavailable(
-                f"the recorder at {self.addr} did not answer: {exc.code().name}: {exc.details()}"
-            ) from exc
+            raise self._unavailable(exc) from exc
         return list(reply.messages)
 
     async def close(self) -> None:

@@ -93,7 +93,7 @@ class _TrackSink:
     async def agent_audio(self, pcm: bytes) -> None:
         self.track.push(pcm)
 
-    async def session_event(self, envelope: Envelope) -> None:
+    async def session_event(self, envelope: Envelope, raw: bytes) -> None:
         return None  # events travel over the WebSocket; this link carries audio
 
     async def interrupted(self) -> None:

@@ -35,8 +35,8 @@ class WsSink:
     async def agent_audio(self, pcm: bytes) -> None:
         self.outbox.audio(pcm)
 
-    async def session_event(self, envelope: Envelope) -> None:
-        self.outbox.text(envelope.to_json().decode())
+    async def session_event(self, envelope: Envelope, raw: bytes) -> None:
+        self.outbox.text(raw.decode())
 
     async def interrupted(self) -> None:
         self.outbox.flush_audio()

@@ -21,7 +21,6 @@ from stella_contracts import (
     ControlInterrupt,
     Envelope,
     InvalidEnvelope,
-    SessionEnded,
     SynthesisRequest,
     TtsRequest,
     subjects,
@@ -107,10 +106,6 @@ class TtsService:
             await nc.subscribe(
                 subjects.any_session_event(ControlInterrupt.TYPE), cb=self._on_interrupt
             ),
-            # a stream of an ended session has no listener left: drop its synthesis work
-            await nc.subscribe(
-                subjects.any_session_event(SessionEnded.TYPE), cb=self._on_interrupt
-            ),
         ]
         self._stream_sub = await nc.subscribe(
             subjects.tts_synthesize(), queue=QUEUE, cb=self._on_stream
@@ -152,12 +147,13 @@ class TtsService:
             task.cancel()
 
     async def _on_interrupt(self, msg: Msg) -> None:
-        """Barge-in or the end of the session: stop speaking and drop queued synthesis."""
+        """Barge-in: stop speaking and drop queued synthesis (a session's end does the same
+        through the claims' ``on_ended`` hook, which hears every ended session)."""
         try:
             env = Envelope.from_json(msg.data)
         except InvalidEnvelope:
             return
-        if isinstance(env.payload, ControlInterrupt | SessionEnded):
+        if isinstance(env.payload, ControlInterrupt):
             speaker = self.speakers.get(env.session_id)
             if speaker is not None:
                 speaker.interrupt()
