@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Mapping
 
 import nats
@@ -34,6 +35,7 @@ from stella_contracts import (
 log = logging.getLogger(__name__)
 
 MSG_ID = "Nats-Msg-Id"
+WAIT_LOG_EVERY_S = 10.0  # while NATS is unreachable at start, how often to say so
 _propagator = TraceContextTextMapPropagator()
 
 
@@ -82,8 +84,22 @@ class Bus:
         async def on_reconnect() -> None:
             log.info("reconnected to NATS")
 
+        waiting_since: list[float] = []  # monotonic time of the last "waiting" line
+
         async def on_error(exc: Exception) -> None:
-            log.warning("NATS error: %s", exc)
+            if made:
+                log.warning("NATS error: %s", exc)
+                return
+            # Not connected yet: nats.py retries every reconnect_time_wait; say what we wait
+            # for once, then every WAIT_LOG_EVERY_S, not twice a second.
+            now = time.monotonic()
+            if not waiting_since or now - waiting_since[0] >= WAIT_LOG_EVERY_S:
+                log.warning(
+                    "waiting for NATS at %s (%s); retrying until it answers or a stop signal",
+                    ", ".join(servers),
+                    exc,
+                )
+                waiting_since[:] = [now]
 
         nc = await nats.connect(
             servers=servers,

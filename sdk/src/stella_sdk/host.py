@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from typing import TYPE_CHECKING
 
 from nats.aio.msg import Msg
@@ -31,6 +30,7 @@ from stella_sdk.admission import admit
 from stella_sdk.bus import Bus, stop_taking
 from stella_sdk.session import AgentSession
 from stella_sdk.settings import AgentSettings
+from stella_sdk.signals import start_unless_stopped, stop_on_signals
 from stella_sdk.status import answer_status, status_of
 
 if TYPE_CHECKING:
@@ -182,14 +182,13 @@ class AgentHost:
 
 async def serve(agent_class: type[BaseAgent], settings: AgentSettings) -> None:
     host = AgentHost(agent_class, settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     ready_file = settings.ready_file
     if ready_file is not None:  # a restarted container keeps its files: never look ready early
         ready_file.unlink(missing_ok=True)
-    await host.start()
+    if not await start_unless_stopped(host.start(), stop):
+        log.info("agent-runner %s stopped before it was ready", host.name)
+        return
     if ready_file is not None:  # before the line, so whoever reads the line finds the file
         ready_file.write_text(f"agent-runner {host.name} {settings.instance}\n")
     print(f"STELLA-READY agent-runner {host.name} {settings.instance}", flush=True)

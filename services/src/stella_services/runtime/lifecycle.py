@@ -9,6 +9,7 @@ import signal
 import sys
 from typing import Protocol
 
+from stella_sdk.signals import start_unless_stopped, stop_on_signals
 from stella_services.runtime import telemetry
 from stella_services.runtime.settings import ServiceSettings
 
@@ -38,15 +39,15 @@ def configure_logging(level: str) -> None:
 
 async def serve(service: Service) -> None:
     """Start ``service``, wait for SIGTERM/SIGINT, then stop it cleanly."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     telemetry.setup_telemetry(service.name, service.settings.instance)
     ready_file = service.settings.ready_file
     if ready_file is not None:  # a restarted container keeps its files: never look ready early
         ready_file.unlink(missing_ok=True)
-    await service.start()
+    if not await start_unless_stopped(service.start(), stop):
+        log.info("%s stopped before it was ready", service.name)
+        telemetry.shutdown_telemetry()
+        return
     bus = getattr(service, "bus", None)
     if bus is not None:  # subscriptions reach the server before anyone is told we are ready
         await bus.nc.flush()
