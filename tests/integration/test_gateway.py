@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +134,30 @@ async def test_a_body_that_is_not_json_is_422(gw: GatewayClient) -> None:
         )
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_request"
+
+
+async def test_a_body_over_the_limit_is_413_declared_or_chunked(gw: GatewayClient) -> None:
+    """5 MB against the default 1 MiB limit: refused by its Content-Length before it is read,
+    and refused as it streams when it comes chunked without a length."""
+    big = b'{"agent": "' + b"x" * (5 << 20) + b'"}'
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(big), 64 << 10):
+            yield big[start : start + (64 << 10)]
+
+    async with gw.http() as client:
+        declared = await client.post(
+            "/v1/sessions", content=big, headers={"Content-Type": "application/json"}
+        )
+        chunked = await client.post(
+            "/v1/sessions", content=chunks(), headers={"Content-Type": "application/json"}
+        )
+        small = await client.post("/v1/sessions", json={"agent": ""})
+    for response in (declared, chunked):
+        assert response.status_code == 413, response.text
+        error = response.json()["error"]
+        assert error["code"] == "too_large" and str(1 << 20) in error["message"]
+    assert small.status_code == 422  # a body under the limit is read and validated as before
 
 
 async def test_an_agent_with_no_runner_is_404_and_the_session_is_ended(gw: GatewayClient) -> None:

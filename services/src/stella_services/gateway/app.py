@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 
 from stella_contracts import EndReason
 from stella_services.gateway import auth, errors
+from stella_services.gateway.body_limit import BodyLimit
 from stella_services.gateway.errors import ApiError, ErrorResponse, not_found
 from stella_services.gateway.keys import KeyRing
 from stella_services.gateway.live_sessions import LiveSession, LiveSessions
@@ -53,7 +54,7 @@ SessionId = Annotated[
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(auth.bearer_scheme)]
 HeaderKey = Annotated[str | None, Depends(auth.api_key_scheme)]
 ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 404, 422, 503)
+    code: {"model": ErrorResponse} for code in (401, 403, 404, 413, 422, 503)
 }
 
 
@@ -70,6 +71,7 @@ class Gateway:
     livekit: LiveKitBridge | None
     media_token_ttl_s: float
     public_url: str = ""
+    max_body_bytes: int = 1 << 20
 
 
 def _info(live: LiveSession) -> SessionInfo:
@@ -108,6 +110,7 @@ def create_app(gw: Gateway) -> FastAPI:
         description="Sessions with voice agents: REST, WebSocket and WebRTC audio, LiveKit.",
     )
     errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=gw.max_body_bytes)
 
     @app.exception_handler(RecordsUnavailable)
     async def recorder_down(request: Request, exc: RecordsUnavailable) -> Response:

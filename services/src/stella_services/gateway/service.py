@@ -77,6 +77,7 @@ class GatewayService:
             livekit=livekit,
             media_token_ttl_s=s.media_token_ttl_s,
             public_url=s.public_url,
+            max_body_bytes=s.max_body_bytes,
         )
         config = uvicorn.Config(
             create_app(self.gateway),

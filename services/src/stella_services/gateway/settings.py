@@ -30,6 +30,12 @@ class GatewaySettings(ServiceSettings):
     disconnect_grace_s: float = Field(
         default=3.0, ge=0, description="a client that left and did not come back ends its session"
     )
+    max_body_bytes: int = Field(
+        default=1 << 20,
+        gt=0,
+        validation_alias="STELLA_GATEWAY_MAX_BODY_BYTES",
+        description="largest REST request body; a larger one is answered 413",
+    )
     media_token_ttl_s: float = Field(
         default=600.0, gt=0, description="life of the token that opens a session's media"
     )
