@@ -24,11 +24,13 @@ from stella_services.cli.plan import (
     local_plan,
 )
 from stella_services.cli.settings import CliSettings
+from stella_services.cli.supervision import RestartPolicy, restart_delay
 from stella_services.gateway import URL_LINE
 from stella_services.gateway.keys import create_local_key
 from stella_services.runtime.lifecycle import READY_LINE
 from stella_services.runtime.nats_server import (
     LocalNats,
+    NatsUnavailable,
     answers_with_jetstream,
     free_port,
     port_in_use,
@@ -114,6 +116,61 @@ def _stop_all(children: list[Child], nats: LocalNats | None) -> None:
         nats.stop()
 
 
+def _supervise(
+    children: list[Child],
+    plan: list[ProcessSpec],
+    env: dict[str, str],
+    logs: Path,
+    nats: LocalNats | None,
+    policy: RestartPolicy = RestartPolicy(),
+) -> None:
+    """Restart whatever exits on its own (nats-server included) with backoff; return never,
+    raise ``typer.Exit(1)`` when one crashes too often (see :mod:`supervision`)."""
+    specs = {spec.name: spec for spec in plan}
+    crashes: dict[str, list[float]] = {}
+    restart_at: dict[str, float] = {}
+
+    def crashed(name: str, code: int | None, err_log: Path) -> None:
+        now = time.monotonic()
+        crashes.setdefault(name, []).append(now)
+        delay = restart_delay(crashes[name], now, policy)
+        if delay is None:
+            console.print(
+                f"[red]{name} crashed {len(crashes[name])} times within "
+                f"{policy.window_s:g} s (last exit code {code}); see {err_log}. "
+                "Stopping the platform.[/]"
+            )
+            raise typer.Exit(1)
+        console.print(
+            f"[yellow]{name} exited with {code}; restarting in {delay:g} s (see {err_log})[/]"
+        )
+        restart_at[name] = now + delay
+
+    while True:
+        nats_process = nats.process if nats is not None else None
+        exited = nats_process is not None and nats_process.poll() is not None
+        if exited and nats_process is not None and "nats-server" not in restart_at:
+            crashed("nats-server", nats_process.returncode, logs / "nats.log")
+        for child in children:
+            if child.name not in restart_at and child.process.poll() is not None:
+                crashed(child.name, child.process.returncode, logs / f"{child.name}.err.log")
+        now = time.monotonic()
+        if nats is not None and restart_at.get("nats-server", now + 1) <= now:
+            del restart_at["nats-server"]
+            try:
+                nats.start()  # same port and store: the services reconnect by themselves
+                console.print(f"[green]✓[/] nats-server restarted (pid {nats.process.pid})")  # type: ignore[union-attr]
+            except NatsUnavailable as exc:
+                crashed("nats-server", None, logs / "nats.log")
+                console.print(f"[yellow]nats-server did not restart: {exc}[/]")
+        for i, child in enumerate(children):
+            if restart_at.get(child.name, now + 1) <= now:
+                del restart_at[child.name]
+                children[i] = _start(specs[child.name], env, logs)
+                console.print(f"[green]✓[/] {child.name} restarted (pid {children[i].process.pid})")
+        time.sleep(0.2)
+
+
 def up(
     services: list[str] | None = typer.Option(None, "--service", "-s", help="start only these"),
     ready_timeout: float = typer.Option(120.0, help="seconds to wait for each service"),
@@ -161,15 +218,9 @@ def up(
         llm = local_llm_url(llm_port) if any(p.name == "llm" for p in plan) else ""
         _summary(settings, nats_url, data_dir, logs, has_agent, gateway, new_key, llm)
         print(UP_LINE, flush=True)
-        while True:
-            for child in children:
-                if child.process.poll() is not None:
-                    console.print(
-                        f"[red]{child.name} exited with {child.process.returncode}; "
-                        f"see {logs / (child.name + '.err.log')}. Stopping.[/]"
-                    )
-                    raise typer.Exit(1)
-            time.sleep(0.5)
+        if gateway:  # a restarted gateway must come back where the printed links point
+            env["STELLA_GATEWAY_PORT"] = gateway.rsplit(":", 1)[1].split("/")[0]
+        _supervise(children, plan, env, logs, nats)
     except KeyboardInterrupt:
         console.print("\nstopping…")
     finally:
