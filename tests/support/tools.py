@@ -16,3 +16,14 @@ async def pause(seconds: float) -> dict[str, float]:
     """
     await asyncio.sleep(seconds)
     return {"waited": seconds}
+
+
+@tool(timeout=30, idempotent=True)
+async def pause_safely(seconds: float) -> dict[str, float]:
+    """The same wait, declared safe to run twice: retried when its executor dies.
+
+    Args:
+        seconds: How long to wait
+    """
+    await asyncio.sleep(seconds)
+    return {"waited": seconds}

@@ -46,7 +46,7 @@ from stella_contracts.events import (
 )
 from stella_contracts.speech import SynthesisRequest
 from stella_contracts.status import ServiceStatus
-from stella_contracts.tools import ToolInvocation, ToolOutcome
+from stella_contracts.tools import ToolInvocation, ToolOutcome, ToolProgress, parse_tool_reply
 
 __all__ = [
     "HISTORY_DEFAULT_LIMIT",
@@ -83,6 +83,7 @@ __all__ = [
     "ToolErrorKind",
     "ToolInvocation",
     "ToolOutcome",
+    "ToolProgress",
     "ToolResult",
     "TtsDone",
     "TtsRequest",
@@ -92,6 +93,7 @@ __all__ = [
     "audio",
     "chat_view",
     "new_id",
+    "parse_tool_reply",
     "subjects",
     "utc_now",
 ]

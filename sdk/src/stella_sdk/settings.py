@@ -38,6 +38,15 @@ class AgentSettings(BaseSettings):
         "answers, else local",
     )
     tool_timeout_s: float = Field(default=30.0, gt=0, description="default tool deadline")
+    tool_heartbeat_s: float = Field(
+        default=0.5, gt=0, description="how often a tool-executor says it still runs a call"
+    )
+    tool_silence_s: float = Field(
+        default=2.5,
+        gt=0,
+        description="a tool-executor silent this long is taken for dead: the call is retried "
+        "on another executor if the tool is idempotent, else answered 'unavailable'",
+    )
     openai_model: str = Field(
         default="gpt-4o", validation_alias=AliasChoices("OPENAI_MODEL", "STELLA_OPENAI_MODEL")
     )

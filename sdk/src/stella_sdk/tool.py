@@ -117,6 +117,7 @@ class Tool(Generic[P, R]):
         name: str | None = None,
         description: str | None = None,
         timeout: float | None = None,
+        idempotent: bool = False,
     ) -> None:
         if not callable(fn):
             raise ToolDefinitionError(f"@tool expects a function, got {fn!r}")
@@ -141,6 +142,7 @@ class Tool(Generic[P, R]):
         self._name = tool_name
         self._description = description if description is not None else spec.summary
         self._timeout = float(timeout) if timeout is not None else None
+        self._idempotent = bool(idempotent)
         self._is_async = _is_async_callable(fn)
         self._model = spec.model
         self._params = spec.params
@@ -170,6 +172,11 @@ class Tool(Generic[P, R]):
     @property
     def timeout(self) -> float | None:
         return self._timeout
+
+    @property
+    def idempotent(self) -> bool:
+        """Safe to run twice: a call whose executor died mid-call is retried on another."""
+        return self._idempotent
 
     @property
     def fn(self) -> Callable[P, R]:
@@ -286,6 +293,7 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     timeout: float | None = None,
+    idempotent: bool = False,
 ) -> Callable[[Callable[P, R]], Tool[P, R]]: ...
 
 
@@ -296,6 +304,7 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     timeout: float | None = None,
+    idempotent: bool = False,
 ) -> Tool[P, R] | Callable[[Callable[P, R]], Tool[P, R]]:
     """Turn a function into a :class:`Tool`; usable as ``@tool`` or ``@tool(...)``.
 
@@ -304,6 +313,9 @@ def tool(
         name: Tool name shown to the LLM; defaults to the function name.
         description: Tool description; defaults to the docstring's first paragraph.
         timeout: Seconds ``Tool.invoke`` lets the tool run; None for no limit.
+        idempotent: Safe to run twice. When the tool-executor running a call dies, an
+            idempotent call is retried on another executor; any other call returns an
+            ``unavailable`` error (it may or may not have taken effect).
 
     Returns:
         The tool, or a decorator producing it when called with options only.
@@ -315,10 +327,10 @@ def tool(
             name or timeout.
     """
     if fn is not None:
-        return Tool(fn, name=name, description=description, timeout=timeout)
+        return Tool(fn, name=name, description=description, timeout=timeout, idempotent=idempotent)
 
     def decorate(f: Callable[P, R]) -> Tool[P, R]:
-        return Tool(f, name=name, description=description, timeout=timeout)
+        return Tool(f, name=name, description=description, timeout=timeout, idempotent=idempotent)
 
     return decorate
 

@@ -1,18 +1,21 @@
 """An agent's tools: registration, OpenAI definitions, and execution with events.
 
-Calls go to a tool-executor over ``stella.tools.<name>`` (request/reply with a deadline).
+Calls go to a tool-executor over ``stella.tools.<name>`` (request/reply with a deadline and
+heartbeats, see ``stella_contracts.tools``).
 With ``tools_mode=auto`` a tool no executor serves runs in the agent's process instead.
 Either way a ``tool.call`` and a ``tool.result`` event are published for the session.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeout
 
 from stella_contracts import (
     ToolCall,
@@ -21,6 +24,7 @@ from stella_contracts import (
     ToolOutcome,
     ToolResult,
     new_id,
+    parse_tool_reply,
     subjects,
 )
 from stella_sdk.bus import Bus
@@ -31,6 +35,7 @@ from stella_sdk.tool_run import as_llm_result, error_outcome, run_tool
 log = logging.getLogger(__name__)
 
 GRACE_S = 0.5  # on top of the tool's deadline, for the executor's reply to travel back
+STATUS_HEADER, NO_RESPONDERS = "Status", "503"  # what NATS sends a reply subject nobody serves
 
 
 class Toolbox:
@@ -103,7 +108,7 @@ class ToolCaller:
         mode = self.settings.tools_mode
         if mode != "local":
             try:
-                return await self._remote(name, args, call_id, deadline)
+                return await self._remote(t, args, call_id, deadline)
             except NoRespondersError:
                 if mode == "remote":
                     return error_outcome(
@@ -112,7 +117,7 @@ class ToolCaller:
                 if name not in self._warned_local:
                     self._warned_local.add(name)
                     log.warning("no tool-executor serves %r: running it in this process", name)
-            except (TimeoutError, NatsTimeout):
+            except TimeoutError:
                 return error_outcome(
                     call_id, ToolErrorKind.TIMEOUT, f"{name} did not answer within {deadline:g} s"
                 )
@@ -125,16 +130,67 @@ class ToolCaller:
         )
 
     async def _remote(
-        self, name: str, args: dict[str, Any], call_id: str, deadline: float
+        self, t: Tool[..., Any], args: dict[str, Any], call_id: str, deadline: float
     ) -> ToolOutcome:
-        invocation = ToolInvocation(
-            session_id=self.session_id,
-            call_id=call_id,
-            name=name,
-            arguments=args,
-            deadline_ms=int(deadline * 1000),
+        """Through a tool-executor; an executor that dies mid-call is noticed by its silence
+        (no heartbeat for ``tool_silence_s``) instead of at the deadline."""
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + deadline + GRACE_S
+        attempts = 2 if t.idempotent else 1
+        for attempt in range(attempts):
+            left = ends - loop.time()
+            if left <= 0:
+                raise TimeoutError
+            invocation = ToolInvocation(
+                session_id=self.session_id,
+                call_id=call_id,
+                name=t.name,
+                arguments=args,
+                # a retry gets what is left of the deadline, the first call all of it
+                deadline_ms=max(1, int((left - GRACE_S if attempt else deadline) * 1000)),
+                heartbeat_ms=max(1, int(self.settings.tool_heartbeat_s * 1000)),
+            )
+            outcome = await self._call_once(invocation, ends)
+            if outcome is not None:
+                return outcome
+            if attempt + 1 < attempts:
+                log.warning("the executor running %s went silent: retrying (idempotent)", t.name)
+        return error_outcome(
+            call_id,
+            ToolErrorKind.UNAVAILABLE,
+            f"the tool-executor running {t.name} stopped answering mid-call"
+            + ("" if t.idempotent else "; the call may or may not have taken effect"),
         )
-        reply = await self.bus.nc.request(
-            subjects.tool(name), invocation.model_dump_json().encode(), timeout=deadline + GRACE_S
-        )
-        return ToolOutcome.model_validate_json(reply.data)
+
+    async def _call_once(self, invocation: ToolInvocation, ends: float) -> ToolOutcome | None:
+        """The executor's outcome, or None when it went silent. Raises NoRespondersError
+        when no executor serves the tool, TimeoutError past ``ends``."""
+        nc = self.bus.nc
+        loop = asyncio.get_running_loop()
+        replies: asyncio.Queue[Msg] = asyncio.Queue()
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox, cb=replies.put)
+        try:
+            await nc.publish(
+                subjects.tool(invocation.name), invocation.model_dump_json().encode(), reply=inbox
+            )
+            while True:
+                left = ends - loop.time()
+                if left <= 0:
+                    raise TimeoutError
+                try:
+                    msg = await asyncio.wait_for(
+                        replies.get(), min(left, self.settings.tool_silence_s)
+                    )
+                except TimeoutError:
+                    if ends - loop.time() <= 0:
+                        raise
+                    return None
+                if msg.headers and msg.headers.get(STATUS_HEADER) == NO_RESPONDERS:
+                    raise NoRespondersError
+                reply = parse_tool_reply(msg.data)
+                if isinstance(reply, ToolOutcome):
+                    return reply
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()

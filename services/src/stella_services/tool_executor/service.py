@@ -17,7 +17,14 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import Field, ValidationError
 
-from stella_contracts import ServiceStatus, ToolErrorKind, ToolInvocation, ToolOutcome, subjects
+from stella_contracts import (
+    ServiceStatus,
+    ToolErrorKind,
+    ToolInvocation,
+    ToolOutcome,
+    ToolProgress,
+    subjects,
+)
 from stella_sdk import Tool
 from stella_sdk.bus import stop_taking
 from stella_sdk.status import answer_status, status_of
@@ -106,6 +113,10 @@ class ToolExecutorService:
         )
 
     async def _handle(self, msg: Msg) -> None:
+        call = _invocation(msg.data)
+        beating = None
+        if call is not None and call.heartbeat_ms and msg.reply:
+            beating = asyncio.create_task(self._heartbeat(msg, call))
         try:
             outcome = await self.outcome(msg.data)
         except asyncio.CancelledError:
@@ -118,7 +129,21 @@ class ToolExecutorService:
             )
             await msg.respond(outcome.model_dump_json().encode())
             raise
+        finally:
+            if beating is not None:
+                beating.cancel()
         await msg.respond(outcome.model_dump_json().encode())
+
+    async def _heartbeat(self, msg: Msg, call: ToolInvocation) -> None:
+        """Tell the caller at once that this executor has the call, then every heartbeat:
+        its silence is how a caller learns that an executor died mid-call."""
+        assert call.heartbeat_ms is not None
+        beat = ToolProgress(call_id=call.call_id, executed_by=self.executed_by)
+        data = beat.model_dump_json().encode()
+        while True:
+            with contextlib.suppress(Exception):  # a lost beat is what the caller watches for
+                await msg.respond(data)
+            await asyncio.sleep(call.heartbeat_ms / 1000)
 
     async def outcome(self, data: bytes) -> ToolOutcome:
         try:
