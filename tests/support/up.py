@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from stella_services.runtime.nats_server import free_port
+
 STELLA = [sys.executable, "-m", "stella_services"]
 
 
@@ -32,6 +34,13 @@ class RunningUp:
 def start_up(env: dict[str, str], tmp_path: Path, timeout: float = 240) -> RunningUp:
     """Run ``stella up`` until it prints STELLA-UP (fails with its stderr otherwise)."""
     err = tmp_path / "up.err"
+    # never the defaults (8080, 8090): another platform on this machine may hold them, and a
+    # call would then reach its gateway
+    env = {
+        "STELLA_GATEWAY_PORT": str(free_port()),
+        "STELLA_LLM_PORT": str(free_port()),
+        **env,
+    }
     process = subprocess.Popen(
         [*STELLA, "up"], env=env, stdout=subprocess.PIPE, stderr=open(err, "w"), text=True
     )
