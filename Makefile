@@ -18,7 +18,7 @@ help:
 $(UV):
 	python3 -m pip install --user --quiet "uv==$(UV_VERSION)" || pip install --quiet "uv==$(UV_VERSION)"
 
-# Debian packages the browser and WebRTC tests need (TESTING.md): chromium, iproute2.
+# Debian packages the browser and WebRTC tests need (docs/testing.md): chromium, iproute2.
 system:
 	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
