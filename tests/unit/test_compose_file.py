@@ -192,9 +192,24 @@ def guide_block(title: str) -> str:
     return match.group(1)
 
 
-@pytest.mark.parametrize("name", ["Dockerfile", "agents-config.yaml"])
+@pytest.mark.parametrize(
+    "name", ["Dockerfile", "agents-config.yaml", "requirements.txt", "src/config.py"]
+)
 def test_the_examples_files_are_the_guides_word_for_word(name: str) -> None:
     assert (ROOT / "examples" / "my-agent" / name).read_text() == guide_block(name)
+
+
+def test_the_examples_tools_are_the_guides_plus_the_import_of_their_backend() -> None:
+    """The guide leaves ``db`` and ``task_service`` to the reader: the example adds one
+    import of its SQLite backend (and a comment saying so) after the guide's import."""
+    guide = guide_block("src/tools.py").splitlines(keepends=True)
+    example = (ROOT / "examples" / "my-agent" / "src" / "tools.py").read_text()
+    added = (
+        "# The guide leaves `db` and `task_service` to you; this example's live in backend.py.\n"
+        "from .backend import db, task_service\n"
+        "\n"
+    )
+    assert example == "".join(guide[:2]) + added + "".join(guide[2:])
 
 
 @pytest.mark.parametrize("image", PLATFORM_IMAGES)
