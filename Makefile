@@ -12,7 +12,7 @@ help:
 	@echo "make up        start the whole platform locally (installs what is missing)"
 	@echo "make test      install what is missing and run the whole test suite"
 	@echo "make test-fast the suite without slow model/browser tests"
-	@echo "make bench     run the benchmarks and print the figures"
+	@echo "make bench     run the benchmarks: bench/results/latest.json, docs/benchmarks.md"
 	@echo "make lint      ruff and mypy"
 
 $(UV):
