@@ -12,13 +12,13 @@ help:
 	@echo "make up        start the whole platform locally (installs what is missing)"
 	@echo "make test      install what is missing and run the whole test suite"
 	@echo "make test-fast the suite without slow model/browser tests"
-	@echo "make bench     run the benchmarks and print the figures"
+	@echo "make bench     run the benchmarks: bench/results/latest.json, docs/benchmarks.md"
 	@echo "make lint      ruff and mypy"
 
 $(UV):
 	python3 -m pip install --user --quiet "uv==$(UV_VERSION)" || pip install --quiet "uv==$(UV_VERSION)"
 
-# Debian packages the browser and WebRTC tests need (TESTING.md): chromium, iproute2.
+# Debian packages the browser and WebRTC tests need (docs/testing.md): chromium, iproute2.
 system:
 	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \

@@ -1,4 +1,5 @@
-"""`make bench`: run every benchmark, print one table, write bench/results/latest.json."""
+"""`make bench`: run every benchmark (or the suites named), print one table, merge the figures
+into bench/results/latest.json and re-render the table of docs/benchmarks.md from it."""
 
 from __future__ import annotations
 
@@ -6,14 +7,13 @@ import json
 import os
 import platform as host
 import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from bench import capacity, llm, recorder, speech
+from bench import table as table_file
 from bench.figures import Figure
 from bench.platform import BenchPlatform, bench_platform
 
@@ -38,19 +38,13 @@ def main(argv: list[str]) -> int:
     for suite, f in figures:
         table.add_row(suite, f.name, f"{f.value:,.2f}", f.unit, f.target, f.method)
     console.print(table)
-    out = Path(__file__).parent / "results" / "latest.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "cpus": os.cpu_count(),
-                "figures": [{"suite": s, **f.as_dict()} for s, f in figures],
-            },
-            indent=2,
-        )
-    )
-    console.print(f"written to {out}")
+    source = f"python -m bench {' '.join(chosen)} on {host.node()}, {os.cpu_count()} cores"
+    results = table_file.merge(table_file.load(), figures, source)
+    table_file.RESULTS.parent.mkdir(exist_ok=True)
+    table_file.RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    console.print(f"written to {table_file.RESULTS} (the suites run replace their figures)")
+    if table_file.write_doc(results):
+        console.print(f"{table_file.DOC}: table re-rendered")
     return 0
 
 

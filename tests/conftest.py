@@ -1,4 +1,4 @@
-"""Fixtures that give tests the real components (see ../shared/TESTING.md)."""
+"""Fixtures that give tests the real components (see docs/testing.md)."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def start_service(tmp_path: Path) -> Iterator[Callable[[str, dict[str, str]], Se
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    """``tests/netns`` runs only inside a private network namespace (TESTING.md: WebRTC and
+    """``tests/netns`` runs only inside a private network namespace (docs/testing.md: WebRTC and
     the browser see nothing but loopback); ``test_private_network.py`` starts it there."""
     if collection_path.name == "netns" and os.environ.get("STELLA_NETNS") != "1":
         return True

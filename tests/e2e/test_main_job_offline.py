@@ -16,11 +16,10 @@ import pytest
 
 from stella_services.runtime.nats_server import free_port
 from tests.support.speech import words
-from tests.support.up import STELLA, start_up
+from tests.support.up import STELLA, fresh_shell_env, start_up
 from tests.support.voice import transcribe
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_up_with_the_local_llm_answers_a_spoken_request(tmp_path: Path) -> None:
@@ -38,16 +37,13 @@ def test_up_with_the_local_llm_answers_a_spoken_request(tmp_path: Path) -> None:
         banner = up.banner
         assert f"local LLM      http://127.0.0.1:{env['STELLA_LLM_PORT']}/v1" in banner, banner
         assert "llm ready" in banner
-        url, key = up.playground()
+        up.playground()
+        # the `stella call` line exactly as printed, typed into a new shell in another folder
+        printed = up.printed_command("call")
         call = subprocess.run(
-            [
-                *STELLA,
-                "call",
-                str(ROOT / "examples" / "audio" / "create-task.wav"),
-                "--answer-timeout",
-                "240",
-            ],
-            env={**env, "STELLA_GATEWAY_URL": url, "STELLA_API_KEY": key},
+            ["/bin/bash", "--noprofile", "--norc", "-c", f"{printed} --answer-timeout 240"],
+            env=fresh_shell_env(tmp_path / "home"),
+            stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
             timeout=420,

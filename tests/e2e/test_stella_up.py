@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from stella_services.runtime.bus import Bus
 from stella_services.runtime.nats_server import free_port
 from stella_services.runtime.settings import ServiceSettings
 from tests.support.scripted_openai import Rule, ScriptedOpenAI, ToolCallReply
-from tests.support.up import STELLA, start_up
+from tests.support.up import STELLA, fresh_shell_env, start_up
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -161,3 +162,84 @@ async def test_stella_up_query_events_and_clean_stop(tmp_path: Path, uid: str) -
                 break
             time.sleep(0.1)
         assert not alive(pid), f"pid {pid} still running after stella up stopped"
+
+
+def run_printed(command: str, exports: str, env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    """One printed command in a fresh bash that has run the printed export line before it."""
+    proc = subprocess.run(
+        ["/bin/bash", "--noprofile", "--norc", "-c", f"{exports}\n{command}"],
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,  # `stella chat` without -m reads until end of input
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow  # starts stt and tts, which load the speech models
+def test_the_commands_up_prints_run_as_printed_in_a_fresh_shell(tmp_path: Path) -> None:
+    """Every command `make up` prints, typed into a new terminal in another folder: PATH is
+    /usr/bin:/bin (no uv, no venv), nothing exported but what the printed lines export.
+    `stella call` needs the speech stack and runs in test_main_job_offline.py."""
+    llm = ScriptedOpenAI([Rule(text="Noted.")])
+    llm.start()
+    env = {
+        **os.environ,
+        **llm.env(),
+        "NATS_URL": f"nats://127.0.0.1:{free_port()}",
+        "STELLA_DATA_DIR": str(tmp_path / "stella"),
+        "STELLA_HISTORY_ADDR": f"127.0.0.1:{free_port()}",
+        "CLICKHOUSE_URL": "",
+        "COLUMNS": "200",
+    }
+    env.pop("STELLA_SECRET", None)  # the secret is the file `stella up` makes
+    shell = fresh_shell_env(tmp_path / "home")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    up = start_up(env, tmp_path, timeout=120)
+    try:
+        commands = up.printed_commands()
+        exports = commands[0]
+        assert exports.startswith("export NATS_URL="), commands
+        assert run_printed(exports, "", shell, elsewhere)[0] == 0
+        rest = [c for c in commands[1:] if not re.search(r"stella call\b", c)]
+        assert len(rest) == len(commands) - 2, commands  # call was printed, and left out
+        assert {c.split()[1] for c in rest} == {"chat", "events", "query"}, rest
+        for command in rest:
+            if " events" in command:
+                continue
+            code, out = run_printed(command, exports, shell, elsewhere)
+            assert code == 0, (command, out)
+            if " query " in command:
+                assert "type" in out, out
+        # `stella events` tails until Ctrl-C: wait until it listens, then press it
+        tail = subprocess.Popen(
+            [
+                "/bin/bash",
+                "--noprofile",
+                "--norc",
+                "-c",
+                f"{exports}\n{up.printed_command('events')}",
+            ],
+            env=shell,
+            cwd=elsewhere,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group, so Ctrl-C reaches bash and stella
+        )
+        try:
+            assert tail.stderr is not None
+            assert "listening on" in tail.stderr.readline()
+            os.killpg(tail.pid, signal.SIGINT)
+            assert tail.wait(30) == 0
+        finally:
+            if tail.poll() is None:
+                os.killpg(tail.pid, signal.SIGKILL)
+                tail.wait()
+    finally:
+        code = up.stop()
+        llm.stop()
+    assert code == 0

@@ -1,4 +1,4 @@
-"""LiveKit, as far as it runs here (TESTING.md: no LiveKit server can run on these machines).
+"""LiveKit, as far as it runs here (docs/testing.md: no LiveKit server can run on these machines).
 
 Real: token minting and verification with livekit-api, the bridge's audio conversion with
 livekit.rtc's resampler, AudioSource pacing, and a gateway configured for LiveKit whose

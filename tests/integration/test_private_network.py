@@ -1,5 +1,5 @@
 """WebRTC and the browser run inside a private network namespace that holds only loopback,
-so no packet can leave the machine whatever aiortc or Chromium try (TESTING.md)."""
+so no packet can leave the machine whatever aiortc or Chromium try (docs/testing.md)."""
 
 from __future__ import annotations
 

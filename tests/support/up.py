@@ -14,6 +14,12 @@ from stella_services.runtime.nats_server import free_port
 STELLA = [sys.executable, "-m", "stella_services"]
 
 
+def fresh_shell_env(home: Path) -> dict[str, str]:
+    """A new login's environment, nothing inherited: no venv, no ~/.local/bin on PATH."""
+    home.mkdir(parents=True, exist_ok=True)
+    return {"PATH": "/usr/bin:/bin", "HOME": str(home), "COLUMNS": "200"}
+
+
 @dataclass
 class RunningUp:
     process: subprocess.Popen[str]
@@ -24,6 +30,18 @@ class RunningUp:
         found = re.search(r"playground\s+(http://127\.0\.0\.1:\d+)/#key=(\S+)", self.banner)
         assert found is not None, self.banner
         return found.group(1), found.group(2)
+
+    def printed_commands(self) -> list[str]:
+        """The commands printed under "in another terminal", in order, as a user copies them."""
+        block = self.banner.split("in another terminal", 1)[1].split("Ctrl-C stops everything")[0]
+        lines = [line.strip() for line in block.splitlines()[1:]]
+        return [line for line in lines if line and not line.startswith("(")]
+
+    def printed_command(self, word: str) -> str:
+        """The one printed ``stella <word>`` command."""
+        found = [c for c in self.printed_commands() if re.search(rf"stella {word}\b", c)]
+        assert len(found) == 1, self.banner
+        return found[0]
 
     def stop(self) -> int:
         """SIGTERM, as Ctrl-C would; returns its exit code."""

@@ -184,22 +184,32 @@ def test_the_example_agent_is_built_from_the_guides_dockerfile_on_the_agent_base
     assert tools["environment"]["STELLA_AGENT_PATH"] == "/app"  # the guide's WORKDIR
 
 
-def guide_block(path: Path, title: str) -> str | None:
-    """A code block of the guide, found beside the repository (../shared/spec)."""
-    if not path.exists():
-        return None
-    match = re.search(rf'```\w+ title="{re.escape(title)}"\n(.*?)```', path.read_text(), re.S)
+def guide_block(title: str) -> str:
+    """A code block of the guide (docs/guide.md, the public guide copied word for word)."""
+    text = (ROOT / "docs" / "guide.md").read_text()
+    match = re.search(rf'```\w+ title="{re.escape(title)}"\n(.*?)```', text, re.S)
     assert match, title
     return match.group(1)
 
 
-@pytest.mark.parametrize("name", ["Dockerfile", "agents-config.yaml"])
+@pytest.mark.parametrize(
+    "name", ["Dockerfile", "agents-config.yaml", "requirements.txt", "src/config.py"]
+)
 def test_the_examples_files_are_the_guides_word_for_word(name: str) -> None:
-    guide = ROOT.parent / "shared" / "spec" / "build-your-own-agent.md"
-    block = guide_block(guide, name)
-    if block is None:
-        pytest.skip(f"the guide is not at {guide.name} beside the repository")
-    assert (ROOT / "examples" / "my-agent" / name).read_text() == block
+    assert (ROOT / "examples" / "my-agent" / name).read_text() == guide_block(name)
+
+
+def test_the_examples_tools_are_the_guides_plus_the_import_of_their_backend() -> None:
+    """The guide leaves ``db`` and ``task_service`` to the reader: the example adds one
+    import of its SQLite backend (and a comment saying so) after the guide's import."""
+    guide = guide_block("src/tools.py").splitlines(keepends=True)
+    example = (ROOT / "examples" / "my-agent" / "src" / "tools.py").read_text()
+    added = (
+        "# The guide leaves `db` and `task_service` to you; this example's live in backend.py.\n"
+        "from .backend import db, task_service\n"
+        "\n"
+    )
+    assert example == "".join(guide[:2]) + added + "".join(guide[2:])
 
 
 @pytest.mark.parametrize("image", PLATFORM_IMAGES)

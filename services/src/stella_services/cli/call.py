@@ -22,6 +22,7 @@ from stella_contracts.audio import FRAME_BYTES, FRAME_MS, SAMPLE_RATE
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 TRAILING_SILENCE_MS = 1200  # lets voice activity detection hear the end of the question
+GREETING_TURN = "connect"  # the turn_id of on_connect's turn (stella_sdk.session.CONNECT_TURN)
 
 
 class CallFailed(RuntimeError):
@@ -77,8 +78,8 @@ class CallLog:
             self.say("agent", p["text"])
         elif kind == "metrics.turn":
             self.turns.append(p.get("deltas_ms") or {})
-        elif kind == "agent.turn_done":
-            self.turns_done += 1
+        elif kind == "agent.turn_done" and p.get("turn_id") != GREETING_TURN:
+            self.turns_done += 1  # a user turn answered; the greeting may end after the question
         elif kind == "lifecycle.ended":
             self.ended = p.get("reason", "ended")
         elif kind == "error":
@@ -136,12 +137,11 @@ async def run_call(
         async with connect(ws_url, max_size=1 << 20) as ws:
             receiving = asyncio.create_task(_receive(ws, log))
             await _quiet(log, 0.8, wait_greeting)  # the greeting, if the agent has one
-            greeting_turns = log.turns_done
             await _stream(ws, pcm + b"\x00" * (SAMPLE_RATE * 2 * TRAILING_SILENCE_MS // 1000))
             deadline = time.monotonic() + answer_timeout
-            while log.turns_done <= greeting_turns and time.monotonic() < deadline:
+            while not log.turns_done and time.monotonic() < deadline:
                 await _stream(ws, b"\x00" * FRAME_BYTES * 5)  # silence, as a live mic sends
-            answered = log.turns_done > greeting_turns
+            answered = log.turns_done > 0
             log.last_audio = log.last_audio or time.monotonic()
             if answered:
                 await _quiet(log, 1.0, answer_timeout)

@@ -75,10 +75,10 @@ async def _tail(settings: CliSettings, subject: str, replay: bool, raw: bool, co
     else:
         await nc.subscribe(subject, cb=show)
     await nc.flush()  # the server has the subscription before anyone is told we listen
-    err.print(f"[dim]listening on {subject} at {settings.nats_url}; Ctrl-C to stop[/]")
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before the line: Ctrl-C after it stops cleanly
         loop.add_signal_handler(sig, done.set)
+    err.print(f"[dim]listening on {subject} at {settings.nats_url}; Ctrl-C to stop[/]")
     await done.wait()
     with contextlib.suppress(Exception):
         await nc.drain()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -39,7 +40,7 @@ from stella_services.runtime.nats_server import (
 from stella_services.runtime.secret import platform_secret
 
 UP_LINE = "STELLA-UP"  # printed once everything is ready; tests and scripts wait for it
-CALL_SAMPLE = "examples/audio/create-task.wav"
+CALL_SAMPLE = Path("examples") / "audio" / "create-task.wav"
 # soft_wrap: a printed command or key must never be broken by a newline (copy and paste)
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -266,15 +267,49 @@ def _summary(
         console.print(f"  LLM            {where}  (OPENAI_API_KEY / OPENAI_BASE_URL)")
     console.print(f"  logs           {logs}")
     console.print()
-    console.print("  in another terminal:")
-    console.print(f"    export NATS_URL={nats_url}")
+    console.print("  in another terminal, from any folder:")
+    for command in printed_commands(nats_url, data_dir, settings.history_addr, agent, gateway, key):
+        console.print(f"    {command}", markup=False)
+    if os.environ.get("STELLA_SECRET"):
+        console.print("    (and export STELLA_SECRET as it is set for stella up)", style="dim")
+    console.print("  Ctrl-C stops everything.")
+
+
+def stella_command() -> str:
+    """The venv's ``stella`` by its absolute path: it runs from any folder, with nothing on
+    PATH (``make setup`` installs uv with ``pip --user``, which a fresh shell may not find)."""
+    venv_bin = Path(sys.executable).absolute().parent  # not resolved: the venv, not its base
+    script = venv_bin / "stella"
+    if script.exists():
+        return shlex.quote(str(script))
+    return f"{shlex.quote(str(Path(sys.executable).absolute()))} -m stella_services"
+
+
+def call_sample() -> Path:
+    """The bundled WAV ``stella call`` speaks, from the checkout (else relative to its root)."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / CALL_SAMPLE).exists():
+            return parent / CALL_SAMPLE
+    return CALL_SAMPLE
+
+
+def printed_commands(
+    nats_url: str, data_dir: Path, history_addr: str, agent: bool, gateway: str, key: str
+) -> list[str]:
+    """The commands the summary prints, each runnable as printed in a fresh shell."""
+    stella = stella_command()
+    env = (
+        f"NATS_URL={shlex.quote(nats_url)} STELLA_DATA_DIR={shlex.quote(str(data_dir))} "
+        f"STELLA_HISTORY_ADDR={shlex.quote(history_addr)}"
+    )
+    commands = [f"export {env}"]
     if agent and gateway:
-        console.print(
-            f"    STELLA_GATEWAY_URL={gateway} STELLA_API_KEY={key} "
-            f"uv run stella call {CALL_SAMPLE}"
+        commands.append(
+            f"STELLA_GATEWAY_URL={gateway} STELLA_API_KEY={key} "
+            f"{stella} call {shlex.quote(str(call_sample()))}"
         )
     if agent:
-        console.print(f"    uv run stella chat {EXAMPLE_AGENT}")
-    console.print("    uv run stella events")
-    console.print('    uv run stella query "SELECT type, count() FROM stella.events GROUP BY type"')
-    console.print("  Ctrl-C stops everything.")
+        commands.append(f"{stella} chat {EXAMPLE_AGENT}")
+    commands.append(f"{stella} events")
+    commands.append(f'{stella} query "SELECT type, count() FROM stella.events GROUP BY type"')
+    return commands

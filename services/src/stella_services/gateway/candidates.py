@@ -1,6 +1,6 @@
 """Which ICE candidates an SDP may carry (pure): only the addresses the gateway allows.
 
-Locally that is loopback alone (TESTING.md: no traffic leaves the machine); a deployment
+Locally that is loopback alone (docs/testing.md: no traffic leaves the machine); a deployment
 lists its public addresses in ``STELLA_WEBRTC_HOSTS``.
 """
 

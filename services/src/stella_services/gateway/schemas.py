@@ -85,4 +85,4 @@ class SessionDescription(BaseModel):
 
 
 class AgentList(BaseModel):
-    agents: list[str] = Field(description="agents with at least one runner answering")
+    agents: list[str] = Field(description="agents that had sessions in the last 30 days")
