@@ -166,7 +166,7 @@ def sessions() -> tuple[object, object]:
     decoder = whisper_convert.build_decoder(weights, DIMS)
     for model in (encoder, decoder):
         onnx.checker.check_model(model, full_check=True)
-    return whisper_convert._session(encoder), whisper_convert._session(decoder)
+    return whisper_convert.ort_session(encoder), whisper_convert.ort_session(decoder)
 
 
 def _step(

@@ -52,7 +52,8 @@ _SIZE_NAMES = {
     (24, 1024): "medium",
     (32, 1280): "large",
 }
-# The verification decodes this many tokens after the prompt (or until eot).
+# max_length of the reference decode by CTranslate2 (eot suppressed; it gives 12 tokens for
+# tiny.en), whose tokens the ONNX files must reproduce one by one.
 CHECK_STEPS = 24
 # Largest relative RMS error of the int8 files' logits and cross k against the float32 ones.
 INT8_LIMIT = 0.35
@@ -684,7 +685,7 @@ def probe_mel(n_mels: int, frames: int) -> np.ndarray:
     return np.ascontiguousarray(mel[None, :, :frames].astype(np.float32))
 
 
-def _session(model: onnx.ModelProto | Path) -> Any:
+def ort_session(model: onnx.ModelProto | Path) -> Any:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -801,7 +802,7 @@ def verify(
     prompt = tokens.prompt()
     eot = tokens.tok.eot
     want, want_logits, encoded = ct2_reference(ct2_dir, mel, prompt, eot, CHECK_STEPS)
-    encoder, decoder = _session(paths["encoder"]), _session(paths["decoder"])
+    encoder, decoder = ort_session(paths["encoder"]), ort_session(paths["decoder"])
     got, got_logits = onnx_greedy(encoder, decoder, mel, prompt, eot, len(want), dims)
     if got != want:
         raise _error(f"greedy tokens differ: onnx {got} vs CTranslate2 {want}")
@@ -831,7 +832,7 @@ def verify(
         raise _error(f"a 1000-frame input gives {[a.shape for a in short]}, not {expected}")
     forced = [*prompt, *got]
     logits, cross_k = teacher_forced(encoder, decoder, mel, forced, dims)
-    encoder8, decoder8 = _session(paths["encoder.int8"]), _session(paths["decoder.int8"])
+    encoder8, decoder8 = ort_session(paths["encoder.int8"]), ort_session(paths["decoder.int8"])
     logits8, cross_k8 = teacher_forced(encoder8, decoder8, mel, forced, dims)
     l_err, k_err = _rel_rms(logits8, logits), _rel_rms(cross_k8, cross_k)
     log(f"check int8: relative RMS error of logits {l_err:.1e}, of cross k {k_err:.1e}")
