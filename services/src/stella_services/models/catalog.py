@@ -55,8 +55,8 @@ WHISPER_CT2 = ModelSpec(
 )
 WHISPER_ONNX = ModelSpec(
     "whisper-tiny.en-sherpa",
-    "0.1.0",
-    "converted from whisper-tiny.en-ct2 (torch only during the conversion)",
+    "0.2.0",  # 0.2: converted without torch (a new folder, so caches convert again)
+    "converted from whisper-tiny.en-ct2 (onnx graphs built from its weights)",
     "MIT",
     ("tiny.en-encoder.int8.onnx", "tiny.en-decoder.int8.onnx", "tiny.en-tokens.txt"),
 )

@@ -1,46 +1,49 @@
-#!/usr/bin/env python3
 """Convert a CTranslate2 Whisper model (faster-whisper's layout) into sherpa-onnx's Whisper layout.
 
-Standalone on purpose: it runs in a throw-away venv that has torch, openai-whisper, onnx and
-onnxruntime (see converter.py), never in the project's own environment. It imports nothing
-from stella.
+No torch: the CTranslate2 ``model.bin`` is read into numpy arrays and the encoder and decoder
+graphs are written node by node with ``onnx.helper``; ``onnxruntime`` quantises and checks
+them. Everything it needs (numpy, onnx, onnxruntime, ctranslate2, tokenizers, faster-whisper)
+is in the project's own environment (the ``stt`` extra). converter.py calls ``convert`` and
+adds the caching; this module only converts.
 
-    python whisper_convert.py --ct2 DIR --out DIR [--name tiny.en]
-
-DIR (--ct2) holds CTranslate2's ``model.bin`` (plus ``vocabulary.txt``, used as a check of the
-tokens file). The output folder receives::
+``ct2_dir`` holds CTranslate2's ``model.bin``, ``vocabulary.txt`` and ``tokenizer.json``. The
+output folder receives::
 
     NAME-encoder.onnx        input mel (batch, n_mels, T)  -> n_layer_cross_k, n_layer_cross_v
     NAME-decoder.onnx        tokens, in_n_layer_self_{k,v}_cache, n_layer_cross_{k,v}, offset
                              -> logits, out_n_layer_self_{k,v}_cache
     NAME-encoder.int8.onnx   the same, MatMul weights quantised to int8 (dynamic)
     NAME-decoder.int8.onnx
-    NAME-tokens.txt          "base64(token bytes) rank" per line (whisper's tiktoken file)
+    NAME-tokens.txt          "base64(token bytes) rank" per line, the regular (non-special)
+                             tokens of vocabulary.txt: the bytes of whisper's tiktoken file
     manifest.json            sha256 and size of each file above, sha256 of the source model.bin
 
 The encoder's time axis T is variable (sherpa-onnx feeds the frames it has plus some tail
 padding, at most 3000). The metadata keys are the ones sherpa-onnx reads from its own Whisper
-exports (n_mels, n_text_layer, sot_sequence, eot, ...).
+exports (n_mels, n_text_layer, sot_sequence, eot, ...). Before the files are accepted, a
+greedy decode with the float32 ONNX files must give CTranslate2's own greedy tokens.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import json
-import os
+import logging
 import struct
-import sys
 import time
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
-MANIFEST_FORMAT = 1
-OPSET = 13
+from stella_services.models.catalog import ModelPreparationError
+
+MANIFEST_FORMAT = 2
+OPSET = 17
 # Whisper model names by (encoder layers, width); ".en" is appended for English-only models.
 _SIZE_NAMES = {
     (4, 384): "tiny",
@@ -49,14 +52,21 @@ _SIZE_NAMES = {
     (24, 1024): "medium",
     (32, 1280): "large",
 }
+# max_length of the reference decode by CTranslate2 (eot suppressed; it gives 12 tokens for
+# tiny.en), whose tokens the ONNX files must reproduce one by one.
+CHECK_STEPS = 24
+# Largest relative RMS error of the int8 files' logits and cross k against the float32 ones.
+INT8_LIMIT = 0.35
+# ... and of the float32 files' against CTranslate2's float32 (a wrong graph is off by ~1).
+FLOAT32_LIMIT = 1e-3
+
+Log = Callable[[str], None]
+# tokenizer.json spells Hebrew "iw" (its old ISO 639 code); whisper and sherpa-onnx say "he"
+_LANGUAGE_CODES = {"iw": "he"}
 
 
-def log(msg: str) -> None:
-    print(f"[whisper_convert] {msg}", flush=True)
-
-
-class ConversionError(Exception):
-    """The input is not something this script can convert."""
+def _error(message: str) -> ModelPreparationError:
+    return ModelPreparationError(f"whisper conversion: {message}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,13 +111,13 @@ class CT2Model:
         seen = set()
         while name in self.aliases:
             if name in seen:
-                raise ConversionError(f"alias loop at {name!r}")
+                raise _error(f"alias loop at {name!r}")
             seen.add(name)
             name = self.aliases[name]
         try:
             return self.variables[name]
         except KeyError:
-            raise ConversionError(f"model.bin has no variable {name!r}") from None
+            raise _error(f"model.bin has no variable {name!r}") from None
 
     def has(self, name: str) -> bool:
         return name in self.variables or name in self.aliases
@@ -118,26 +128,26 @@ class CT2Model:
         if value.dtype in (np.int8, np.int16):
             scale_name = name.rsplit("/", 1)[0] + "/weight_scale"
             if not self.has(scale_name):
-                raise ConversionError(f"{name} is {value.dtype} but {scale_name} is missing")
+                raise _error(f"{name} is {value.dtype} but {scale_name} is missing")
             scale = self.get(scale_name).astype(np.float32)
             if scale.ndim == 1:
                 scale = scale[:, None]
             return (value.astype(np.float32) / scale).astype(np.float32)
         if value.dtype.kind != "f":
-            raise ConversionError(f"{name} has dtype {value.dtype}, expected a float weight")
+            raise _error(f"{name} has dtype {value.dtype}, expected a float weight")
         return value.astype(np.float32)
 
     def scalar_int(self, name: str) -> int:
         value = self.get(name)
         if value.size != 1:
-            raise ConversionError(f"{name} should be a scalar, has shape {value.shape}")
+            raise _error(f"{name} should be a scalar, has shape {value.shape}")
         return int(value.reshape(-1)[0])
 
 
 def _read_exact(f: BinaryIO, n: int, what: str) -> bytes:
     data = f.read(n)
     if len(data) != n:
-        raise ConversionError(f"model.bin ends early while reading {what}")
+        raise _error(f"model.bin ends early while reading {what}")
     return data
 
 
@@ -150,7 +160,7 @@ def _read_str(f: BinaryIO, what: str) -> str:
     n = _read_u(f, "H", what)
     raw = _read_exact(f, n, what)
     if n == 0 or raw[-1] != 0:
-        raise ConversionError(f"bad string for {what}")
+        raise _error(f"bad string for {what}")
     return raw[:-1].decode("utf-8")
 
 
@@ -159,7 +169,7 @@ def read_ct2_model(path: Path) -> CT2Model:
     with path.open("rb") as f:
         version = _read_u(f, "I", "binary version")
         if version not in _SUPPORTED_BINARY_VERSIONS:
-            raise ConversionError(
+            raise _error(
                 f"{path}: CTranslate2 binary version {version} is not supported "
                 f"(this reader knows {_SUPPORTED_BINARY_VERSIONS})"
             )
@@ -174,19 +184,19 @@ def read_ct2_model(path: Path) -> CT2Model:
             type_id = _read_u(f, "B", f"{name} dtype")
             n_bytes = _read_u(f, "I", f"{name} size")
             if type_id not in _CT2_DTYPES:
-                raise ConversionError(f"{name}: unknown CTranslate2 dtype id {type_id}")
+                raise _error(f"{name}: unknown CTranslate2 dtype id {type_id}")
             dtype_name = _CT2_DTYPES[type_id]
             raw = _read_exact(f, n_bytes, name)
             count = int(np.prod(shape)) if shape else 1
             if dtype_name == "bfloat16":
                 if n_bytes != 2 * count:
-                    raise ConversionError(f"{name}: {n_bytes} bytes for {count} bfloat16 values")
+                    raise _error(f"{name}: {n_bytes} bytes for {count} bfloat16 values")
                 bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
                 array = bits.view(np.float32)
             else:
                 dtype = np.dtype(dtype_name).newbyteorder("<")
                 if n_bytes != dtype.itemsize * count:
-                    raise ConversionError(
+                    raise _error(
                         f"{name}: {n_bytes} bytes do not fit shape {shape} of {dtype_name}"
                     )
                 array = np.frombuffer(raw, dtype=dtype)
@@ -198,15 +208,8 @@ def read_ct2_model(path: Path) -> CT2Model:
                 alias = _read_str(f, "alias")
                 aliases[alias] = _read_str(f, "alias target")
         if f.tell() != file_size:
-            raise ConversionError(
-                f"{path}: {file_size - f.tell()} trailing bytes after the last alias"
-            )
+            raise _error(f"{path}: {file_size - f.tell()} trailing bytes after the last alias")
     return CT2Model(version, spec, revision, variables, aliases)
-
-
-# --------------------------------------------------------------------------------------------
-# CT2 weights -> openai-whisper model
-# --------------------------------------------------------------------------------------------
 
 
 def _count_layers(ct2: CT2Model, prefix: str) -> int:
@@ -214,7 +217,7 @@ def _count_layers(ct2: CT2Model, prefix: str) -> int:
     while ct2.has(f"{prefix}/layer_{n}/ffn/linear_0/weight"):
         n += 1
     if n == 0:
-        raise ConversionError(f"no layers under {prefix}/")
+        raise _error(f"no layers under {prefix}/")
     return n
 
 
@@ -239,12 +242,13 @@ def model_dimensions(ct2: CT2Model) -> dict[str, int]:
 
 def _split_rows(weight: np.ndarray, parts: int, name: str) -> list[np.ndarray]:
     if weight.shape[0] % parts:
-        raise ConversionError(f"{name}: {weight.shape[0]} rows do not split into {parts}")
+        raise _error(f"{name}: {weight.shape[0]} rows do not split into {parts}")
     return list(np.split(weight, parts, axis=0))
 
 
-def whisper_state_dict(ct2: CT2Model, dims: dict[str, int]) -> dict[str, np.ndarray]:
-    """openai-whisper parameter names -> float32 arrays, from CTranslate2 variable names."""
+def whisper_weights(ct2: CT2Model, dims: dict[str, int], log: Log) -> dict[str, np.ndarray]:
+    """float32 arrays under openai-whisper's parameter names, from CTranslate2's variables
+    (its fused q/k/v and k/v projections split apart)."""
     sd: dict[str, np.ndarray] = {}
     warnings: list[str] = []
 
@@ -316,159 +320,241 @@ def whisper_state_dict(ct2: CT2Model, dims: dict[str, int]) -> dict[str, np.ndar
     if ct2.has("decoder/projection/weight"):
         proj = ct2.weight("decoder/projection/weight")
         if not np.array_equal(proj, sd["decoder.token_embedding.weight"]):
-            raise ConversionError(
+            raise _error(
                 "decoder/projection/weight differs from the token embedding; "
-                "openai-whisper ties them, so this model cannot be represented"
+                "the decoder graph ties them (logits = x @ embedding^T), so it cannot "
+                "convert this model"
             )
     for w in warnings:
         log(f"warning: {w}")
     return sd
 
 
-def build_whisper(ct2: CT2Model) -> Any:
-    import torch
-    import whisper.model as wm
-
-    if ct2.spec != "WhisperSpec":
-        raise ConversionError(f"spec is {ct2.spec!r}, expected 'WhisperSpec'")
-    dims_dict = model_dimensions(ct2)
-    dims = wm.ModelDimensions(**dims_dict)
-    model = wm.Whisper(dims)
-    sd = whisper_state_dict(ct2, dims_dict)
-    own = model.state_dict()
-    # (alignment_heads is a non-persistent buffer, so it is not in state_dict())
-    expected = set(own)
-    missing = sorted(expected - set(sd))
-    unexpected = sorted(set(sd) - expected)
-    if missing or unexpected:
-        raise ConversionError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
-    tensors = {}
-    for k, v in sd.items():
-        if tuple(own[k].shape) != v.shape:
-            raise ConversionError(
-                f"{k}: CT2 shape {v.shape} != whisper shape {tuple(own[k].shape)}"
-            )
-        tensors[k] = torch.from_numpy(np.ascontiguousarray(v))
-    model.load_state_dict(tensors, strict=True)
-    model.eval()
-    return model
+# --------------------------------------------------------------------------------------------
+# ONNX graphs, node by node
+# --------------------------------------------------------------------------------------------
+# The computation is openai-whisper's (what CTranslate2's weights were converted from): q and k
+# each scaled by d_head**-0.25 before q @ k^T, exact (erf) GELU, LayerNorm eps 1e-5, causal
+# self-attention in the decoder, logits = x @ token_embedding^T. Linear layers are MatMul with
+# the transposed weight as an initializer, then Add of the bias: the form dynamic int8
+# quantisation of MatMul recognises.
 
 
-def model_name(dims: dict[str, int], multilingual: bool) -> str:
-    base = _SIZE_NAMES.get((dims["n_audio_layer"], dims["n_audio_state"]))
-    if base is None:
-        raise ConversionError(
-            f"unknown Whisper size ({dims['n_audio_layer']} layers, width "
-            f"{dims['n_audio_state']}); pass --name"
+class _Graph:
+    """Nodes and initializers of one graph, with fresh names for every intermediate value."""
+
+    def __init__(self, weights: dict[str, np.ndarray]) -> None:
+        self.weights = weights
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: dict[str, onnx.TensorProto] = {}
+        self._count = 0
+
+    def op(self, op_type: str, *inputs: str, **attrs: Any) -> str:
+        self._count += 1
+        out = f"{op_type.lower()}_{self._count}"
+        self.nodes.append(
+            helper.make_node(op_type, list(inputs), [out], name=f"{op_type}_{self._count}", **attrs)
         )
-    return base if multilingual else f"{base}.en"
+        return out
 
+    def const(self, name: str, value: np.ndarray) -> str:
+        if name not in self.initializers:
+            self.initializers[name] = numpy_helper.from_array(value, name)
+        return name
 
-# --------------------------------------------------------------------------------------------
-# Export wrappers (own attention code: plain MatMul/Softmax, no SDPA, no in-place cache writes)
-# --------------------------------------------------------------------------------------------
+    def ints(self, *values: int) -> str:
+        return self.const(
+            "i64_" + "_".join(str(v).replace("-", "m") for v in values),
+            np.array(values, dtype=np.int64),
+        )
 
+    def scalar(self, value: float) -> str:
+        return self.const(f"f32_{value!r}", np.array(value, dtype=np.float32))
 
-def _make_wrappers() -> tuple[type, type]:
-    import torch
-    import torch.nn.functional as F
-    from torch import Tensor, nn
+    def param(self, name: str) -> str:
+        return self.const(name, self.weights[name])
 
-    def split_heads(x: Tensor, n_head: int) -> Tensor:
-        b, t, d = x.shape
-        return x.view(b, t, n_head, d // n_head).permute(0, 2, 1, 3)
+    def linear(self, x: str, name: str, bias: bool = True) -> str:
+        w_t = self.const(f"{name}.weight_t", np.ascontiguousarray(self.weights[f"{name}.weight"].T))
+        y = self.op("MatMul", x, w_t)
+        return self.op("Add", y, self.param(f"{name}.bias")) if bias else y
 
-    def attend(q: Tensor, k: Tensor, v: Tensor, n_head: int, mask: Tensor | None) -> Tensor:
-        # q: (b, tq, d), k/v: (b, tk, d) -> (b, tq, d)
-        b, tq, d = q.shape
-        scale = float((d // n_head) ** -0.25)
-        qh = split_heads(q, n_head) * scale
-        kh = split_heads(k, n_head) * scale
-        vh = split_heads(v, n_head)
-        w = torch.matmul(qh, kh.transpose(-1, -2))
+    def layer_norm(self, x: str, name: str) -> str:
+        return self.op(
+            "LayerNormalization",
+            x,
+            self.param(f"{name}.weight"),
+            self.param(f"{name}.bias"),
+            axis=-1,
+            epsilon=1e-5,
+        )
+
+    def gelu(self, x: str) -> str:
+        # 0.5 * x * (1 + erf(x / sqrt(2))), the pattern onnxruntime fuses into one Gelu kernel
+        erf = self.op("Erf", self.op("Div", x, self.scalar(float(np.sqrt(2.0)))))
+        return self.op(
+            "Mul", self.op("Mul", x, self.op("Add", erf, self.scalar(1.0))), self.scalar(0.5)
+        )
+
+    def mlp(self, x: str, block: str) -> str:
+        h = self.layer_norm(x, f"{block}.mlp_ln")
+        h = self.gelu(self.linear(h, f"{block}.mlp.0"))
+        return self.op("Add", x, self.linear(h, f"{block}.mlp.2"))
+
+    def attend(self, q: str, k: str, v: str, n_head: int, d: int, mask: str | None) -> str:
+        """q: (b, tq, d), k and v: (b, tk, d) -> (b, tq, d)."""
+        d_head = d // n_head
+        split = self.ints(0, 0, n_head, d_head)
+        scale = self.scalar(float(d_head**-0.25))
+        qh = self.op("Transpose", self.op("Reshape", q, split), perm=[0, 2, 1, 3])
+        kh = self.op("Transpose", self.op("Reshape", k, split), perm=[0, 2, 3, 1])
+        vh = self.op("Transpose", self.op("Reshape", v, split), perm=[0, 2, 1, 3])
+        w = self.op("MatMul", self.op("Mul", qh, scale), self.op("Mul", kh, scale))
         if mask is not None:
-            w = w + mask
-        w = F.softmax(w.float(), dim=-1)
-        out = torch.matmul(w, vh)
-        return out.permute(0, 2, 1, 3).reshape(b, tq, d)
+            w = self.op("Add", w, mask)
+        out = self.op("MatMul", self.op("Softmax", w, axis=-1), vh)
+        return self.op("Reshape", self.op("Transpose", out, perm=[0, 2, 1, 3]), self.ints(0, 0, d))
 
-    class Encoder(nn.Module):  # type: ignore[misc, unused-ignore]  # torch is untyped here
-        """mel (b, n_mels, T) -> cross k, v for every decoder layer: (n_layer, b, T/2, d)."""
+    def stack(self, values: Sequence[str]) -> str:
+        return self.op("Concat", *(self.op("Unsqueeze", v, self.ints(0)) for v in values), axis=0)
 
-        def __init__(self, model: Any) -> None:
-            super().__init__()
-            self.enc = model.encoder
-            self.dec_blocks = model.decoder.blocks
-            self.n_head = model.dims.n_audio_head
-
-        def forward(self, mel: Tensor) -> tuple[Tensor, Tensor]:
-            enc = self.enc
-            x = F.gelu(enc.conv1(mel))
-            x = F.gelu(enc.conv2(x))
-            x = x.permute(0, 2, 1)
-            x = x + enc.positional_embedding[: x.shape[1]]
-            for block in enc.blocks:
-                h = block.attn_ln(x)
-                a = block.attn
-                x = x + a.out(attend(a.query(h), a.key(h), a.value(h), self.n_head, None))
-                x = x + block.mlp(block.mlp_ln(x))
-            x = enc.ln_post(x)
-            ks = [blk.cross_attn.key(x) for blk in self.dec_blocks]
-            vs = [blk.cross_attn.value(x) for blk in self.dec_blocks]
-            return torch.stack(ks), torch.stack(vs)
-
-    class Decoder(nn.Module):  # type: ignore[misc, unused-ignore]
-        """One decoding step with an explicit self-attention cache of n_text_ctx positions."""
-
-        def __init__(self, model: Any) -> None:
-            super().__init__()
-            self.dec = model.decoder
-            self.n_head = model.dims.n_text_head
-            n_ctx = model.dims.n_text_ctx
-            mask = torch.full((n_ctx, n_ctx), float("-inf")).triu_(1)
-            self.register_buffer("causal", mask, persistent=False)
-
-        def forward(
-            self,
-            tokens: Tensor,
-            in_k: Tensor,
-            in_v: Tensor,
-            cross_k: Tensor,
-            cross_v: Tensor,
-            offset: Tensor,
-        ) -> tuple[Tensor, Tensor, Tensor]:
-            dec = self.dec
-            start = offset[0]
-            end = start + tokens.shape[1]
-            x = dec.token_embedding(tokens) + dec.positional_embedding[start:end]
-            mask = self.causal[start:end, :end]
-            out_k = []
-            out_v = []
-            for i, block in enumerate(dec.blocks):
-                h = block.attn_ln(x)
-                a = block.attn
-                q, k, v = a.query(h), a.key(h), a.value(h)
-                k_all = torch.cat([in_k[i, :, :start], k, in_k[i, :, end:]], dim=1)
-                v_all = torch.cat([in_v[i, :, :start], v, in_v[i, :, end:]], dim=1)
-                out_k.append(k_all)
-                out_v.append(v_all)
-                x = x + a.out(attend(q, k_all[:, :end], v_all[:, :end], self.n_head, mask))
-                h = block.cross_attn_ln(x)
-                c = block.cross_attn
-                x = x + c.out(attend(c.query(h), cross_k[i], cross_v[i], self.n_head, None))
-                x = x + block.mlp(block.mlp_ln(x))
-            x = dec.ln(x)
-            # weight first so the (shared) embedding matrix stays one float initializer
-            logits = torch.matmul(dec.token_embedding.weight, x.transpose(1, 2))
-            logits = logits.transpose(1, 2).float()
-            return logits, torch.stack(out_k), torch.stack(out_v)
-
-    return Encoder, Decoder
+    def model(
+        self,
+        name: str,
+        inputs: list[onnx.ValueInfoProto],
+        outputs: list[onnx.ValueInfoProto],
+        results: Sequence[str],
+    ) -> onnx.ModelProto:
+        # the last nodes write the graph's outputs under their public names
+        for value, result in zip(outputs, results, strict=True):
+            self.nodes.append(helper.make_node("Identity", [result], [value.name]))
+        graph = helper.make_graph(
+            self.nodes, name, inputs, outputs, initializer=list(self.initializers.values())
+        )
+        model = helper.make_model(
+            graph,
+            opset_imports=[helper.make_opsetid("", OPSET)],
+            producer_name="stella whisper_convert",
+        )
+        model.ir_version = 8  # what onnxruntime and sherpa-onnx of 2023 on read
+        return model
 
 
-# --------------------------------------------------------------------------------------------
-# Tokens and metadata
-# --------------------------------------------------------------------------------------------
+def _float(name: str, shape: Sequence[int | str]) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
+
+
+def build_encoder(w: dict[str, np.ndarray], dims: dict[str, int]) -> onnx.ModelProto:
+    """mel (b, n_mels, T) -> cross k and v of every decoder layer, (n_text_layer, b, T/2, d)."""
+    g = _Graph(w)
+    d, heads = dims["n_audio_state"], dims["n_audio_head"]
+    conv = {"kernel_shape": [3], "pads": [1, 1]}
+    x = g.op("Conv", "mel", g.param("encoder.conv1.weight"), g.param("encoder.conv1.bias"), **conv)
+    x = g.gelu(x)
+    x = g.op(
+        "Conv",
+        x,
+        g.param("encoder.conv2.weight"),
+        g.param("encoder.conv2.bias"),
+        strides=[2],
+        **conv,
+    )
+    x = g.op("Transpose", g.gelu(x), perm=[0, 2, 1])
+    frames = g.op("Slice", g.op("Shape", x), g.ints(1), g.ints(2))
+    pos = g.op("Slice", g.param("encoder.positional_embedding"), g.ints(0), frames, g.ints(0))
+    x = g.op("Add", x, pos)
+    for i in range(dims["n_audio_layer"]):
+        b = f"encoder.blocks.{i}"
+        h = g.layer_norm(x, f"{b}.attn_ln")
+        q = g.linear(h, f"{b}.attn.query")
+        k = g.linear(h, f"{b}.attn.key", bias=False)
+        v = g.linear(h, f"{b}.attn.value")
+        x = g.op("Add", x, g.linear(g.attend(q, k, v, heads, d, None), f"{b}.attn.out"))
+        x = g.mlp(x, b)
+    x = g.layer_norm(x, "encoder.ln_post")
+    layers = range(dims["n_text_layer"])
+    ks = [g.linear(x, f"decoder.blocks.{i}.cross_attn.key", bias=False) for i in layers]
+    vs = [g.linear(x, f"decoder.blocks.{i}.cross_attn.value") for i in layers]
+    n = dims["n_text_layer"]
+    return g.model(
+        "whisper_encoder",
+        [_float("mel", ["n_audio", dims["n_mels"], "T"])],
+        [
+            _float("n_layer_cross_k", [n, "n_audio", "T_2", dims["n_text_state"]]),
+            _float("n_layer_cross_v", [n, "n_audio", "T_2", dims["n_text_state"]]),
+        ],
+        [g.stack(ks), g.stack(vs)],
+    )
+
+
+def build_decoder(w: dict[str, np.ndarray], dims: dict[str, int]) -> onnx.ModelProto:
+    """One decoding step: ``tokens`` (b, n) at positions offset..offset+n, the self-attention
+    cache of n_text_ctx positions in and out (written at those positions), the encoder's cross
+    k and v -> logits (b, n, n_vocab)."""
+    g = _Graph(w)
+    d, heads, n_ctx = dims["n_text_state"], dims["n_text_head"], dims["n_text_ctx"]
+    n_layer = dims["n_text_layer"]
+    causal = np.triu(np.full((n_ctx, n_ctx), -np.inf, dtype=np.float32), k=1)
+    start = "offset"
+    n_tokens = g.op("Slice", g.op("Shape", "tokens"), g.ints(1), g.ints(2))
+    end = g.op("Add", start, n_tokens)
+    embedding = g.param("decoder.token_embedding.weight")
+    x = g.op("Gather", embedding, "tokens", axis=0)
+    pos = g.op("Slice", g.param("decoder.positional_embedding"), start, end, g.ints(0))
+    x = g.op("Add", x, pos)
+    mask = g.op("Slice", g.const("causal_mask", causal), start, end, g.ints(0))
+    mask = g.op("Slice", mask, g.ints(0), end, g.ints(1))
+    out_k: list[str] = []
+    out_v: list[str] = []
+    for i in range(n_layer):
+        b = f"decoder.blocks.{i}"
+        h = g.layer_norm(x, f"{b}.attn_ln")
+        q = g.linear(h, f"{b}.attn.query")
+        k = g.linear(h, f"{b}.attn.key", bias=False)
+        v = g.linear(h, f"{b}.attn.value")
+        caches = []
+        for new, cache_in in ((k, "in_n_layer_self_k_cache"), (v, "in_n_layer_self_v_cache")):
+            layer = g.op("Gather", cache_in, g.ints(i), axis=0)  # (1, b, n_ctx, d)
+            layer = g.op("Squeeze", layer, g.ints(0))
+            before = g.op("Slice", layer, g.ints(0), start, g.ints(1))
+            after = g.op("Slice", layer, end, g.ints(n_ctx), g.ints(1))
+            caches.append(g.op("Concat", before, new, after, axis=1))
+        out_k.append(caches[0])
+        out_v.append(caches[1])
+        k_now = g.op("Slice", caches[0], g.ints(0), end, g.ints(1))
+        v_now = g.op("Slice", caches[1], g.ints(0), end, g.ints(1))
+        x = g.op("Add", x, g.linear(g.attend(q, k_now, v_now, heads, d, mask), f"{b}.attn.out"))
+        h = g.layer_norm(x, f"{b}.cross_attn_ln")
+        q = g.linear(h, f"{b}.cross_attn.query")
+        cross_k = g.op("Squeeze", g.op("Gather", "n_layer_cross_k", g.ints(i), axis=0), g.ints(0))
+        cross_v = g.op("Squeeze", g.op("Gather", "n_layer_cross_v", g.ints(i), axis=0), g.ints(0))
+        attended = g.attend(q, cross_k, cross_v, heads, d, None)
+        x = g.op("Add", x, g.linear(attended, f"{b}.cross_attn.out"))
+        x = g.mlp(x, b)
+    x = g.layer_norm(x, "decoder.ln")
+    # the embedding as the first MatMul input: quantisation leaves it alone, so it stays one
+    # float initializer shared with the Gather above
+    logits = g.op("MatMul", embedding, g.op("Transpose", x, perm=[0, 2, 1]))
+    logits = g.op("Transpose", logits, perm=[0, 2, 1])
+    cache: list[int | str] = [n_layer, "n_audio", n_ctx, d]
+    cross: list[int | str] = [n_layer, "n_audio", "T_2", d]
+    return g.model(
+        "whisper_decoder",
+        [
+            helper.make_tensor_value_info("tokens", TensorProto.INT64, ["n_audio", "n_tokens"]),
+            _float("in_n_layer_self_k_cache", cache),
+            _float("in_n_layer_self_v_cache", cache),
+            _float("n_layer_cross_k", cross),
+            _float("n_layer_cross_v", cross),
+            helper.make_tensor_value_info("offset", TensorProto.INT64, [1]),
+        ],
+        [
+            _float("logits", ["n_audio", "n_tokens", dims["n_vocab"]]),
+            _float("out_n_layer_self_k_cache", cache),
+            _float("out_n_layer_self_v_cache", cache),
+        ],
+        [logits, g.stack(out_k), g.stack(out_v)],
+    )
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -485,62 +571,76 @@ def _bytes_to_unicode() -> dict[int, str]:
     return {b: chr(c) for b, c in zip(bs, cs, strict=True)}
 
 
-def write_tokens(tiktoken_file: Path, out: Path, vocabulary: Path | None) -> int:
+def write_tokens(vocabulary: Path, out: Path) -> int:
+    """The regular tokens of ``vocabulary.txt`` (everything before ``<|endoftext|>``), one
+    "base64(token bytes) rank" line each: the same bytes as whisper's tiktoken file."""
+    vocab = vocabulary.read_text(encoding="utf-8").split("\n")
+    try:
+        n_regular = vocab.index("<|endoftext|>")
+    except ValueError:
+        raise _error(f"{vocabulary} has no <|endoftext|> token") from None
+    to_byte = {c: b for b, c in _bytes_to_unicode().items()}
     lines = []
-    ranks: list[tuple[bytes, int]] = []
-    for line in tiktoken_file.read_text(encoding="ascii").splitlines():
-        if not line:
-            continue
-        token, rank = line.split()
-        ranks.append((base64.b64decode(token), int(rank)))
-        lines.append(f"{token} {int(rank)}\n")
-    if [r for _, r in ranks] != list(range(len(ranks))):
-        raise ConversionError(f"{tiktoken_file}: ranks are not 0..{len(ranks) - 1}")
-    if vocabulary is not None and vocabulary.is_file():
-        table = _bytes_to_unicode()
-        vocab = vocabulary.read_text(encoding="utf-8").split("\n")
-        bad = [
-            r for raw, r in ranks if r >= len(vocab) or vocab[r] != "".join(table[b] for b in raw)
-        ]
-        if bad:
-            raise ConversionError(
-                f"{len(bad)} tokens of {tiktoken_file.name} differ from {vocabulary} "
-                f"(first rank {bad[0]}): the model was trained with another vocabulary"
-            )
-        log(f"tokens: all {len(ranks)} agree with {vocabulary.name}")
+    for rank, token in enumerate(vocab[:n_regular]):
+        try:
+            raw = bytes(to_byte[c] for c in token)
+        except KeyError:
+            raise _error(f"{vocabulary}: token {rank} ({token!r}) is not byte-level BPE") from None
+        lines.append(f"{base64.b64encode(raw).decode('ascii')} {rank}\n")
     out.write_text("".join(lines), encoding="ascii", newline="\n")
     return len(lines)
 
 
-def encoder_metadata(model: Any, name: str) -> dict[str, Any]:
-    from whisper.tokenizer import get_tokenizer
+class Tokens:
+    """Whisper's special token ids and its non-speech tokens, from the CT2 folder's
+    ``tokenizer.json`` (faster-whisper's tokenizer, no torch)."""
 
-    tok = get_tokenizer(model.is_multilingual, num_languages=model.num_languages)
-    d = model.dims
-    # whisper builds these from a set, so their order changes with the hash seed: sort by id
-    languages = sorted(zip(tok.all_language_tokens, tok.all_language_codes, strict=True))
+    def __init__(self, ct2_dir: Path, multilingual: bool) -> None:
+        import tokenizers
+        from faster_whisper.tokenizer import Tokenizer
+
+        path = ct2_dir / "tokenizer.json"
+        if not path.is_file():
+            raise _error(f"{path} does not exist")
+        hf = tokenizers.Tokenizer.from_file(str(path))
+        # sherpa-onnx replaces the language and task of a multilingual sot sequence itself
+        self.tok = Tokenizer(
+            hf,
+            multilingual,
+            task="transcribe" if multilingual else None,
+            language="en" if multilingual else None,
+        )
+        self.multilingual = multilingual
+        translate = self.tok.translate
+        # the language tokens are the specials between <|startoftranscript|> and <|translate|>
+        self.languages: list[tuple[int, str]] = []
+        for i in range(self.tok.sot + 1, translate):
+            token = hf.id_to_token(i) or ""
+            if not (token.startswith("<|") and token.endswith("|>")):
+                raise _error(f"{path}: token {i} ({token!r}) is no language token")
+            code = token[2:-2]
+            self.languages.append((i, _LANGUAGE_CODES.get(code, code)))
+
+    def prompt(self) -> list[int]:
+        """What sherpa-onnx feeds first: the sot sequence, then no_timestamps."""
+        return [*self.tok.sot_sequence, self.tok.no_timestamps]
+
+
+def encoder_metadata(dims: dict[str, int], tokens: Tokens, name: str) -> dict[str, Any]:
+    tok = tokens.tok
     return {
         "model_type": f"whisper-{name}",
         "version": "1",
         "maintainer": "stella (converted from CTranslate2)",
-        "n_mels": d.n_mels,
-        "n_audio_ctx": d.n_audio_ctx,
-        "n_audio_state": d.n_audio_state,
-        "n_audio_head": d.n_audio_head,
-        "n_audio_layer": d.n_audio_layer,
-        "n_vocab": d.n_vocab,
-        "n_text_ctx": d.n_text_ctx,
-        "n_text_state": d.n_text_state,
-        "n_text_head": d.n_text_head,
-        "n_text_layer": d.n_text_layer,
+        **{key: dims[key] for key in sorted(dims)},
         "sot_sequence": ",".join(str(t) for t in tok.sot_sequence),
-        "all_language_tokens": ",".join(str(t) for t, _ in languages),
-        "all_language_codes": ",".join(c for _, c in languages),
+        "all_language_tokens": ",".join(str(t) for t, _ in tokens.languages),
+        "all_language_codes": ",".join(c for _, c in tokens.languages),
         "sot": tok.sot,
         "sot_index": tok.sot_sequence.index(tok.sot),
         "eot": tok.eot,
         "blank_id": tok.encode(" ")[0],
-        "is_multilingual": int(model.is_multilingual),
+        "is_multilingual": int(tokens.multilingual),
         "no_speech": tok.no_speech,
         "non_speech_tokens": ",".join(str(t) for t in tok.non_speech_tokens),
         "transcribe": tok.transcribe,
@@ -551,30 +651,25 @@ def encoder_metadata(model: Any, name: str) -> dict[str, Any]:
     }
 
 
-def add_metadata(path: Path, meta: dict[str, Any]) -> None:
-    import onnx
-
-    m = onnx.load(str(path))
-    del m.metadata_props[:]
-    for key, value in meta.items():
-        prop = m.metadata_props.add()
-        prop.key = key
-        prop.value = str(value)
-    onnx.save(m, str(path))
+def model_name(dims: dict[str, int], multilingual: bool) -> str:
+    base = _SIZE_NAMES.get((dims["n_audio_layer"], dims["n_audio_state"]))
+    if base is None:
+        raise _error(
+            f"unknown Whisper size ({dims['n_audio_layer']} layers, width "
+            f"{dims['n_audio_state']}); pass a name"
+        )
+    return base if multilingual else f"{base}.en"
 
 
 # --------------------------------------------------------------------------------------------
-# Export, check, quantise
+# Verification, quantisation
 # --------------------------------------------------------------------------------------------
 
 
-def _test_mel(n_mels: int, frames: int) -> np.ndarray:
-    """A fixed, speech-like log-mel input: 8 s of gliding harmonic tones in noise, then silence.
-
-    Whisper's own front end makes it, so its value range is that of real input (uniform noise
-    would exaggerate the int8 error)."""
-    import torch
-    import whisper
+def probe_mel(n_mels: int, frames: int) -> np.ndarray:
+    """A fixed, speech-like log-mel input (1, n_mels, frames): 8 s of gliding harmonic tones in
+    noise, then silence, through faster-whisper's (numpy) Whisper front end."""
+    from faster_whisper.feature_extractor import FeatureExtractor
 
     sr = 16000
     rng = np.random.default_rng(1234)
@@ -586,97 +681,42 @@ def _test_mel(n_mels: int, frames: int) -> np.ndarray:
     audio = audio + 0.003 * rng.standard_normal(len(t))
     padded = np.zeros(frames * 160, dtype=np.float32)
     padded[: len(audio)] = audio[: len(padded)]
-    mel = whisper.log_mel_spectrogram(torch.from_numpy(padded), n_mels=n_mels)
-    return np.ascontiguousarray(mel[:, :frames].numpy()[None].astype(np.float32))
+    mel = FeatureExtractor(feature_size=n_mels)(padded, padding=0)
+    return np.ascontiguousarray(mel[None, :, :frames].astype(np.float32))
 
 
-def export(model: Any, name: str, out: Path) -> dict[str, Path]:
-    import torch
-
-    Encoder, Decoder = _make_wrappers()
-    d = model.dims
-    enc = Encoder(model).eval()
-    dec = Decoder(model).eval()
-    enc_path = out / f"{name}-encoder.onnx"
-    dec_path = out / f"{name}-decoder.onnx"
-
-    with torch.no_grad():
-        mel = torch.from_numpy(_test_mel(d.n_mels, 2 * d.n_audio_ctx))
-        cross_k, cross_v = enc(mel)
-        t0 = time.monotonic()
-        torch.onnx.export(
-            enc,
-            (mel,),
-            str(enc_path),
-            dynamo=False,
-            opset_version=OPSET,
-            input_names=["mel"],
-            output_names=["n_layer_cross_k", "n_layer_cross_v"],
-            dynamic_axes={
-                "mel": {0: "n_audio", 2: "T"},
-                "n_layer_cross_k": {1: "n_audio", 2: "T_2"},
-                "n_layer_cross_v": {1: "n_audio", 2: "T_2"},
-            },
-        )
-        log(f"encoder exported in {time.monotonic() - t0:.1f} s")
-
-        cache_shape = (d.n_text_layer, 1, d.n_text_ctx, d.n_text_state)
-        tokens = torch.tensor([_prompt(model)], dtype=torch.int64)
-        in_k = torch.zeros(cache_shape)
-        in_v = torch.zeros(cache_shape)
-        offset = torch.tensor([0], dtype=torch.int64)
-        t0 = time.monotonic()
-        torch.onnx.export(
-            dec,
-            (tokens, in_k, in_v, cross_k, cross_v, offset),
-            str(dec_path),
-            dynamo=False,
-            opset_version=OPSET,
-            input_names=[
-                "tokens",
-                "in_n_layer_self_k_cache",
-                "in_n_layer_self_v_cache",
-                "n_layer_cross_k",
-                "n_layer_cross_v",
-                "offset",
-            ],
-            output_names=["logits", "out_n_layer_self_k_cache", "out_n_layer_self_v_cache"],
-            dynamic_axes={
-                "tokens": {0: "n_audio", 1: "n_tokens"},
-                "in_n_layer_self_k_cache": {1: "n_audio"},
-                "in_n_layer_self_v_cache": {1: "n_audio"},
-                "n_layer_cross_k": {1: "n_audio", 2: "T_2"},
-                "n_layer_cross_v": {1: "n_audio", 2: "T_2"},
-            },
-        )
-        log(f"decoder exported in {time.monotonic() - t0:.1f} s")
-    return {"encoder": enc_path, "decoder": dec_path}
-
-
-def _ort_session(path: Path) -> Any:
+def ort_session(model: onnx.ModelProto | Path) -> Any:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
 
 
-def _onnx_greedy(
-    enc_path: Path, dec_path: Path, mel: np.ndarray, prompt: list[int], steps: int, d: Any
-) -> tuple[list[int], list[np.ndarray], np.ndarray]:
-    enc = _ort_session(enc_path)
-    dec = _ort_session(dec_path)
-    cross_k, cross_v = enc.run(None, {"mel": mel})
-    k = np.zeros((d.n_text_layer, 1, d.n_text_ctx, d.n_text_state), np.float32)
-    v = np.zeros_like(k)
-    seq = list(prompt)
+def onnx_greedy(
+    encoder: Any,
+    decoder: Any,
+    mel: np.ndarray,
+    prompt: list[int],
+    suppress: int,
+    steps: int,
+    dims: dict[str, int],
+) -> tuple[list[int], np.ndarray]:
+    """``steps`` greedy tokens after ``prompt``, one decoder step at a time, never the token
+    ``suppress`` (eot: the check wants a long sequence); and the logits of every step."""
+    cross_k, cross_v = encoder.run(None, {"mel": mel})
+    shape = (dims["n_text_layer"], 1, dims["n_text_ctx"], dims["n_text_state"])
+    k = np.zeros(shape, np.float32)
+    v = np.zeros(shape, np.float32)
     feed = np.array([prompt], dtype=np.int64)
     offset = 0
-    step_logits = []
+    out: list[int] = []
+    seen = []
     for _ in range(steps):
-        logits, k, v = dec.run(
+        logits, k, v = decoder.run(
             None,
             {
                 "tokens": feed,
@@ -688,11 +728,57 @@ def _onnx_greedy(
             },
         )
         offset += feed.shape[1]
-        step_logits.append(logits[0, -1])
-        nxt = int(np.argmax(logits[0, -1]))
-        seq.append(nxt)
-        feed = np.array([[nxt]], dtype=np.int64)
-    return seq, step_logits, cross_k
+        last = logits[0, -1].copy()
+        seen.append(last.copy())
+        last[suppress] = -np.inf
+        out.append(int(np.argmax(last)))
+        feed = np.array([[out[-1]]], dtype=np.int64)
+    return out, np.stack(seen)
+
+
+def teacher_forced(
+    encoder: Any, decoder: Any, mel: np.ndarray, tokens: list[int], dims: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The logits of every position of ``tokens`` fed at once, and the encoder's cross k."""
+    cross_k, cross_v = encoder.run(None, {"mel": mel})
+    shape = (dims["n_text_layer"], 1, dims["n_text_ctx"], dims["n_text_state"])
+    logits = decoder.run(
+        ["logits"],
+        {
+            "tokens": np.array([tokens], dtype=np.int64),
+            "in_n_layer_self_k_cache": np.zeros(shape, np.float32),
+            "in_n_layer_self_v_cache": np.zeros(shape, np.float32),
+            "n_layer_cross_k": cross_k,
+            "n_layer_cross_v": cross_v,
+            "offset": np.array([0], dtype=np.int64),
+        },
+    )[0]
+    return logits[0], cross_k
+
+
+def ct2_reference(
+    ct2_dir: Path, mel: np.ndarray, prompt: list[int], suppress: int, steps: int
+) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """CTranslate2's own float32 greedy decode of the same input (only ``suppress`` is
+    suppressed): its tokens, the logits of every step, and its encoder's output."""
+    import ctranslate2
+
+    model = ctranslate2.models.Whisper(
+        str(ct2_dir), device="cpu", compute_type="float32", intra_threads=2
+    )
+    features = ctranslate2.StorageView.from_array(mel)
+    result = model.generate(
+        features,
+        [prompt],
+        beam_size=1,
+        max_length=steps,
+        suppress_blank=False,
+        suppress_tokens=[suppress],
+        return_logits_vocab=True,
+    )[0]
+    logits = np.stack([np.array(step, dtype=np.float32) for step in result.logits[0]])
+    encoded = np.array(model.encode(features, to_cpu=True), dtype=np.float32)
+    return [int(t) for t in result.sequences_ids[0]], logits, encoded
 
 
 def _rel_rms(got: np.ndarray, want: np.ndarray) -> float:
@@ -701,63 +787,78 @@ def _rel_rms(got: np.ndarray, want: np.ndarray) -> float:
     return float(np.linalg.norm(got - want) / (np.linalg.norm(want) + 1e-12))
 
 
-def _prompt(model: Any) -> list[int]:
-    """What sherpa-onnx feeds first: the sot sequence, then no_timestamps."""
-    from whisper.tokenizer import get_tokenizer
-
-    tok = get_tokenizer(model.is_multilingual, num_languages=model.num_languages)
-    return [*tok.sot_sequence, tok.no_timestamps]
-
-
-def check_against_torch(model: Any, enc_path: Path, dec_path: Path, int8: bool) -> None:
-    """Greedy-decode a few steps with the ONNX files and compare with openai-whisper itself."""
-    import torch
-
-    d = model.dims
-    full = _test_mel(d.n_mels, 2 * d.n_audio_ctx)
-    prompt = _prompt(model)
-    steps = 6
-    seq, step_logits, cross_k = _onnx_greedy(enc_path, dec_path, full, prompt, steps, d)
-    with torch.no_grad():
-        feats = model.encoder(torch.from_numpy(full))
-        ref = model.decoder(torch.tensor([seq[:-1]]), feats)[0].numpy()
-        ref_k = model.decoder.blocks[0].cross_attn.key(feats).numpy()
-    # positions whose logits predicted the generated tokens
-    ref_steps = ref[len(prompt) - 1 :]
-    got = np.stack(step_logits)
-    worst = _rel_rms(got, ref_steps)
-    k_err = _rel_rms(cross_k[0], ref_k)
-    limit = 0.35 if int8 else 1e-4
-    kind = "int8" if int8 else "float32"
-    log(f"check {kind}: relative RMS error of logits {worst:.2e}, of cross-k {k_err:.2e}")
-    if not np.isfinite(worst) or not np.isfinite(k_err) or worst > limit or k_err > limit:
-        raise ConversionError(
-            f"{kind} ONNX model disagrees with openai-whisper (logits {worst:.3g}, "
-            f"cross-k {k_err:.3g}, limit {limit})"
+def verify(
+    ct2_dir: Path,
+    paths: dict[str, Path],
+    tokens: Tokens,
+    cross_keys: list[np.ndarray],
+    dims: dict[str, int],
+    log: Log,
+) -> None:
+    """The float32 files greedy-decode CTranslate2's own tokens with its logits, give its
+    encoder's cross k and take a shorter input; the int8 files stay within the quantisation
+    error of the float32 ones. ``cross_keys`` are the decoder's cross-attention key weights."""
+    mel = probe_mel(dims["n_mels"], 2 * dims["n_audio_ctx"])
+    prompt = tokens.prompt()
+    eot = tokens.tok.eot
+    want, want_logits, encoded = ct2_reference(ct2_dir, mel, prompt, eot, CHECK_STEPS)
+    encoder, decoder = ort_session(paths["encoder"]), ort_session(paths["decoder"])
+    got, got_logits = onnx_greedy(encoder, decoder, mel, prompt, eot, len(want), dims)
+    if got != want:
+        raise _error(f"greedy tokens differ: onnx {got} vs CTranslate2 {want}")
+    cross_k = encoder.run(["n_layer_cross_k"], {"mel": mel})[0]
+    want_k = np.stack([encoded @ w.T for w in cross_keys])
+    # CTranslate2 reports the suppressed token's logit as the lowest float32
+    kept = want_logits > np.finfo(np.float32).min / 2
+    if got_logits.shape != want_logits.shape or kept.mean() < 0.99:
+        raise _error(
+            f"CTranslate2 gave logits of shape {want_logits.shape}, onnx {got_logits.shape}"
         )
-    if not int8:
-        ref_seq = [int(np.argmax(r)) for r in ref_steps]
-        if ref_seq != seq[len(prompt) :]:
-            raise ConversionError(f"greedy tokens differ: onnx {seq} vs torch {ref_seq}")
-        # the time axis must really be variable: a short input has to run and match torch
-        short = full[:, :, :1000]
-        _, _, short_k = _onnx_greedy(enc_path, dec_path, short, prompt, 1, d)
-        enc_wrapper = _make_wrappers()[0](model).eval()
-        with torch.no_grad():
-            want_k = enc_wrapper(torch.from_numpy(short))[0].numpy()
-        if short_k.shape != want_k.shape or not np.allclose(short_k, want_k, atol=1e-3):
-            raise ConversionError("encoder output for a 1000-frame input does not match torch")
+    l_err = _rel_rms(got_logits[kept], want_logits[kept])
+    k_err = _rel_rms(cross_k, want_k)
+    log(
+        f"check float32: the {len(got)} greedy tokens equal CTranslate2's; relative RMS error "
+        f"of logits {l_err:.1e}, of cross k {k_err:.1e}"
+    )
+    if not max(l_err, k_err) <= FLOAT32_LIMIT:
+        raise _error(
+            f"the float32 files compute something else than CTranslate2 (logits {l_err:.3g}, "
+            f"cross k {k_err:.3g}, limit {FLOAT32_LIMIT})"
+        )
+    # the time axis is variable: 1000 frames in, 500 positions of cross k and v out
+    short = encoder.run(None, {"mel": np.ascontiguousarray(mel[:, :, :1000])})
+    expected = (dims["n_text_layer"], 1, 500, dims["n_text_state"])
+    if any(a.shape != expected or not np.isfinite(a).all() for a in short):
+        raise _error(f"a 1000-frame input gives {[a.shape for a in short]}, not {expected}")
+    forced = [*prompt, *got]
+    logits, cross_k = teacher_forced(encoder, decoder, mel, forced, dims)
+    encoder8, decoder8 = ort_session(paths["encoder.int8"]), ort_session(paths["decoder.int8"])
+    logits8, cross_k8 = teacher_forced(encoder8, decoder8, mel, forced, dims)
+    l_err, k_err = _rel_rms(logits8, logits), _rel_rms(cross_k8, cross_k)
+    log(f"check int8: relative RMS error of logits {l_err:.1e}, of cross k {k_err:.1e}")
+    if not max(l_err, k_err) <= INT8_LIMIT:
+        raise _error(
+            f"the int8 files are too far from the float32 ones (logits {l_err:.3g}, "
+            f"cross k {k_err:.3g}, limit {INT8_LIMIT})"
+        )
 
 
 def quantize(src: Path, dst: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(
-        model_input=str(src),
-        model_output=str(dst),
-        op_types_to_quantize=["MatMul"],
-        weight_type=QuantType.QInt8,
-    )
+    # it logs a hint about pre-processing on the root logger, which the CLI would show
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(
+            model_input=str(src),
+            model_output=str(dst),
+            op_types_to_quantize=["MatMul"],
+            weight_type=QuantType.QInt8,
+        )
+    finally:
+        root.setLevel(level)
 
 
 def sha256_file(path: Path) -> str:
@@ -768,52 +869,68 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def convert(ct2_dir: Path, out_dir: Path, name: str | None) -> Path:
-    import onnx
-    import onnxruntime
-    import torch
-    import whisper
+def _save(model: onnx.ModelProto, path: Path, meta: dict[str, Any] | None = None) -> None:
+    for key, value in (meta or {}).items():
+        prop = model.metadata_props.add()
+        prop.key = key
+        prop.value = str(value)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
 
-    torch.manual_seed(0)
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+def convert(ct2_dir: Path, out_dir: Path, log: Log, name: str | None = None) -> Path:
+    """Write the sherpa-onnx Whisper files converted from ``ct2_dir`` and their
+    ``manifest.json`` into ``out_dir``; returns the manifest's path."""
+    import onnxruntime
+
     model_bin = ct2_dir / "model.bin"
     if not model_bin.is_file():
-        raise ConversionError(f"{model_bin} does not exist")
+        raise _error(f"{model_bin} does not exist")
     t_all = time.monotonic()
     source_sha = sha256_file(model_bin)
     ct2 = read_ct2_model(model_bin)
+    if ct2.spec != "WhisperSpec":
+        raise _error(f"{model_bin}: spec is {ct2.spec!r}, expected 'WhisperSpec'")
     log(
         f"read {model_bin} (binary v{ct2.binary_version}, {ct2.spec} rev {ct2.revision}, "
         f"{len(ct2.variables)} variables, {len(ct2.aliases)} aliases)"
     )
-    model = build_whisper(ct2)
+    dims = model_dimensions(ct2)
+    weights = whisper_weights(ct2, dims, log)
     del ct2
-    name = name or model_name(asdict(model.dims), model.is_multilingual)
-    log(f"model {name}: {model.dims}")
+    multilingual = dims["n_vocab"] >= 51865
+    name = name or model_name(dims, multilingual)
+    tokens = Tokens(ct2_dir, multilingual)
+    log(f"model {name}: {dims}")
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    tiktoken_name = "multilingual.tiktoken" if model.is_multilingual else "gpt2.tiktoken"
-    tiktoken_file = Path(whisper.__file__).parent / "assets" / tiktoken_name
     tokens_path = out_dir / f"{name}-tokens.txt"
-    n_tokens = write_tokens(tiktoken_file, tokens_path, ct2_dir / "vocabulary.txt")
+    n_tokens = write_tokens(ct2_dir / "vocabulary.txt", tokens_path)
     log(f"wrote {tokens_path.name} ({n_tokens} tokens)")
 
-    paths = export(model, name, out_dir)
-    add_metadata(paths["encoder"], encoder_metadata(model, name))
-    check_against_torch(model, paths["encoder"], paths["decoder"], int8=False)
-
-    int8 = {}
+    t0 = time.monotonic()
+    paths = {
+        "encoder": out_dir / f"{name}-encoder.onnx",
+        "decoder": out_dir / f"{name}-decoder.onnx",
+    }
+    _save(build_encoder(weights, dims), paths["encoder"], encoder_metadata(dims, tokens, name))
+    _save(build_decoder(weights, dims), paths["decoder"])
+    cross_keys = [
+        weights[f"decoder.blocks.{i}.cross_attn.key.weight"] for i in range(dims["n_text_layer"])
+    ]
+    del weights
+    log(f"wrote the encoder and decoder graphs in {time.monotonic() - t0:.1f} s")
     for part in ("encoder", "decoder"):
         dst = out_dir / f"{name}-{part}.int8.onnx"
         t0 = time.monotonic()
         quantize(paths[part], dst)
-        int8[part] = dst
+        paths[f"{part}.int8"] = dst
         log(f"quantised {dst.name} in {time.monotonic() - t0:.1f} s")
-    check_against_torch(model, int8["encoder"], int8["decoder"], int8=True)
-    for p in (*paths.values(), *int8.values()):
-        onnx.checker.check_model(str(p))
+    t0 = time.monotonic()
+    verify(ct2_dir, paths, tokens, cross_keys, dims, log)
+    log(f"checked in {time.monotonic() - t0:.1f} s")
 
-    files = [paths["encoder"], paths["decoder"], int8["encoder"], int8["decoder"], tokens_path]
+    files = [*paths.values(), tokens_path]
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
         "name": name,
@@ -823,12 +940,10 @@ def convert(ct2_dir: Path, out_dir: Path, name: str | None) -> Path:
             "sha256": source_sha,
             "size": model_bin.stat().st_size,
         },
-        "dims": asdict(model.dims),
-        # a changed script means a new conversion (converter.py compares this)
+        "dims": dims,
+        # a changed converter means a new conversion (converter.py compares this)
         "script_sha256": sha256_file(Path(__file__).resolve()),
         "tools": {
-            "torch": torch.__version__,
-            "openai-whisper": whisper.__version__,
             "onnx": onnx.__version__,
             "onnxruntime": onnxruntime.__version__,
             "numpy": np.__version__,
@@ -846,23 +961,3 @@ def convert(ct2_dir: Path, out_dir: Path, name: str | None) -> Path:
         log(f"  {p.name}: {p.stat().st_size:,} bytes")
     log(f"done in {time.monotonic() - t_all:.1f} s")
     return manifest_path
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ct2", type=Path, required=True, help="CTranslate2 Whisper folder")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument(
-        "--name", default=None, help="file prefix, e.g. tiny.en (default: inferred)"
-    )
-    args = parser.parse_args(argv)
-    try:
-        convert(args.ct2, args.out, args.name)
-    except ConversionError as exc:
-        log(f"error: {exc}")
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
