@@ -2,7 +2,9 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 UV_VERSION := 0.13.8
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# uv from PATH, else one of our own in .tools (a venv: works where pip --user is refused,
+# e.g. Debian's externally managed python3, and needs no change to PATH)
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
@@ -15,8 +17,13 @@ help:
 	@echo "make bench     run the benchmarks: bench/results/latest.json, docs/benchmarks.md"
 	@echo "make lint      ruff and mypy"
 
-$(UV):
-	python3 -m pip install --user --quiet "uv==$(UV_VERSION)" || pip install --quiet "uv==$(UV_VERSION)"
+.tools/bin/uv:
+	@rm -rf .tools; python3 -m venv .tools 2>/dev/null || { rm -rf .tools; \
+		echo "installing python3-venv (apt): python3 -m venv needs it"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-venv >/dev/null \
+		&& python3 -m venv .tools; }
+	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
 
 # Debian packages the browser and WebRTC tests need (docs/testing.md): chromium, iproute2.
 system:
@@ -31,8 +38,7 @@ system:
 
 # uv.lock is committed; --frozen installs exactly it.
 setup: $(UV)
-	@UV=$$(command -v uv || echo $(HOME)/.local/bin/uv); \
-	$$UV sync --frozen --all-packages --all-extras --quiet
+	$(UV) sync --frozen --all-packages --all-extras --quiet
 
 models: setup
 	$(PY) -m stella_services models prepare
@@ -58,4 +64,4 @@ proto: setup
 	$(PY) scripts/gen_proto.py
 
 clean:
-	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache
