@@ -9,31 +9,46 @@ reaches it, and fail loudly (naming what was awaited) when it does.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
-DEADLINE_S = 60.0  # far beyond any healthy wait, even on a loaded two-core machine
+# Far beyond any healthy wait: on two cores shared with other work, speaking the talker's
+# 15 s greeting has been seen to take over 70 s (synthesis runs slower than real time).
+DEADLINE_S = 180.0
 POLL_S = 0.02  # a frame: fine enough for latency checks made after the wait
 
 
-async def until(condition: Callable[[], T | None], what: str, timeout: float = DEADLINE_S) -> T:
-    """Wait until ``condition()`` is truthy and return its value; fail after ``timeout`` s."""
+@overload
+async def until(
+    condition: Callable[[], Awaitable[T | None]],
+    what: str | Callable[[], str],
+    timeout: float = DEADLINE_S,
+) -> T: ...
+
+
+@overload
+async def until(
+    condition: Callable[[], T | None], what: str | Callable[[], str], timeout: float = DEADLINE_S
+) -> T: ...
+
+
+async def until(
+    condition: Callable[[], Any], what: str | Callable[[], str], timeout: float = DEADLINE_S
+) -> Any:
+    """Wait until ``condition()`` (plain or async) is truthy and return its value; fail after
+    ``timeout`` s, saying ``what`` was awaited (a callable: worded from the state then)."""
     deadline = time.monotonic() + timeout
-    while not (value := condition()):
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:g} s for {what}; it did not happen")
+            said = what() if callable(what) else what
+            raise AssertionError(f"waited {timeout:g} s for {said}; it did not happen")
         await asyncio.sleep(POLL_S)
-    return value
-
-
-def until_sync(condition: Callable[[], T | None], what: str, timeout: float = DEADLINE_S) -> T:
-    """``until`` for tests without an event loop (a thread, a subprocess's output)."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:g} s for {what}; it did not happen")
-        time.sleep(POLL_S)
-    return value
