@@ -48,16 +48,21 @@ class VoiceClient:
         return [d for d in done if turn_id is None or d.turn_id == turn_id]
 
     async def said(self, turn_id: str, timeout: float = DEADLINE_S) -> TtsDone:
-        """Wait for the turn's speech to end, with every frame of it in ``frames``.
-
-        tts sends ``tts.done`` after the turn's last frame, on the same connection, so the
-        frames reach this process first; but each subscription runs its callbacks in a task
-        of its own, so frames may still be queued for ``_audio`` when ``tts.done`` is seen."""
+        """Wait until tts has spoken the turn (``tts.done``) and its frames are in."""
         done = await until(lambda: self.spoken(turn_id), f"tts.done of turn {turn_id}", timeout)
+        await self.caught_up(timeout)
+        return done[0]
+
+    async def caught_up(self, timeout: float = DEADLINE_S) -> None:
+        """Wait until every frame that reached this process is in ``frames``.
+
+        Whoever sends the audio (tts, or an agent publishing its own) sends the event that
+        ends it (``tts.done``, ``agent.turn_done``) after the last frame, on the same
+        connection, so the frames reach this process first; but each subscription runs its
+        callbacks in a task of its own, so frames may still be queued for ``_audio``."""
         assert self._audio_sub is not None
         sub = self._audio_sub
-        await until(lambda: sub.pending_msgs == 0, "the frames before tts.done", timeout)
-        return done[0]
+        await until(lambda: sub.pending_msgs == 0, "the queued frames", timeout)
 
     def audio_after(self, wall: float) -> bytes:
         return b"".join(pcm for t, pcm in self.frames if t >= wall)
