@@ -38,10 +38,10 @@ def voice_platform(recorder_env: dict[str, str], start_service: Start) -> dict[s
 
 
 async def talking_agent(bus: Bus) -> VoiceClient:
-    session = await open_session(
-        bus, "talker-agent", TEST_SECRET, audio=True, session_id=str(uuid.uuid4())
-    )
-    client = await VoiceClient(bus, session.session_id).attach()
+    # listening before the session exists: the greeting's turn_done can come before
+    # open_session returns, and a subscription made after it would never see it
+    client = await VoiceClient(bus, str(uuid.uuid4())).attach()
+    await open_session(bus, "talker-agent", TEST_SECRET, audio=True, session_id=client.session_id)
     await asyncio.wait_for(client.turns.get(), DEADLINE_S)  # on_connect asked for the greeting
     await until(lambda: len(client.frames) >= 50, "a second of the greeting to play")
     return client

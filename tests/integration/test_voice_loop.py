@@ -72,10 +72,11 @@ def platform(
 
 
 async def test_spoken_question_gets_a_spoken_answer(bus: Bus, platform: dict[str, str]) -> None:
+    # listening before the session exists: the greeting can start before open_session returns
+    client = await VoiceClient(bus, str(__import__("uuid").uuid4())).attach()
     session = await open_session(
-        bus, "my-custom-agent", TEST_SECRET, audio=True, session_id=str(__import__("uuid").uuid4())
+        bus, "my-custom-agent", TEST_SECRET, audio=True, session_id=client.session_id
     )
-    client = await VoiceClient(bus, session.session_id).attach()
     greeting = await asyncio.wait_for(client.turns.get(), DEADLINE_S)
     assert not greeting.error
     await client.caught_up()  # this agent publishes its own audio, then ends the turn

@@ -28,6 +28,7 @@ class VoiceClient:
             subjects.audio_out(self.session_id), cb=self._audio
         )
         await self.bus.nc.subscribe(subjects.session_events(self.session_id), cb=self._event)
+        await self.bus.nc.flush()  # the server has both before anything is asked of it
         return self
 
     async def _audio(self, msg: Msg) -> None:
