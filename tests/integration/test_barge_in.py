@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from stella_contracts import ControlInterrupt, TtsDone
+from stella_contracts import AgentText, ControlInterrupt
 from stella_services.runtime.bus import Bus
 from stella_services.runtime.sessions import open_session
 from tests.support.history import TEST_SECRET
 from tests.support.processes import ServiceProcess
 from tests.support.speech import silence, speech_pcm, stream_audio
 from tests.support.voice import VoiceClient
+from tests.support.waiting import DEADLINE_S, until
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,13 +38,12 @@ def voice_platform(recorder_env: dict[str, str], start_service: Start) -> dict[s
 
 
 async def talking_agent(bus: Bus) -> VoiceClient:
-    session = await open_session(
-        bus, "talker-agent", TEST_SECRET, audio=True, session_id=str(uuid.uuid4())
-    )
-    client = await VoiceClient(bus, session.session_id).attach()
-    await asyncio.wait_for(client.turns.get(), 30)  # on_connect asked for the greeting
-    while len(client.frames) < 50:  # a second of it is playing
-        await asyncio.sleep(0.02)
+    # listening before the session exists: the greeting's turn_done can come before
+    # open_session returns, and a subscription made after it would never see it
+    client = await VoiceClient(bus, str(uuid.uuid4())).attach()
+    await open_session(bus, "talker-agent", TEST_SECRET, audio=True, session_id=client.session_id)
+    await asyncio.wait_for(client.turns.get(), DEADLINE_S)  # on_connect asked for the greeting
+    await until(lambda: len(client.frames) >= 50, "a second of the greeting to play")
     return client
 
 
@@ -54,32 +53,32 @@ async def test_speech_over_the_agent_interrupts_it(
     client = await talking_agent(bus)
     await stream_audio(bus, client.session_id, speech_pcm("Wait, stop, I have a question."))
     await stream_audio(bus, client.session_id, silence(1000))
-    await client.quiet(0.5)
-    interrupts = client.of("control.interrupt")
-    assert interrupts, "the agent was not interrupted"
+    interrupts = await until(lambda: client.of("control.interrupt"), "the agent to be interrupted")
     payload = interrupts[0].payload
     assert isinstance(payload, ControlInterrupt) and payload.reason.startswith("barge_in")
+    done = await until(client.spoken, "tts.done of the greeting")
+    assert done[0].interrupted
+    assert 0 < len(done[0].spoken_text) < len(done[0].text)
+    # the question itself then gets its answer, spoken to the end
+    answer = await until(lambda: answers(client), "the answer to the question")
+    await client.said(answer[0].turn_id)  # every frame that follows the interrupt is in
     interrupted_at = interrupts[0].ts.timestamp()
     late = [t for t, _ in client.frames if t > interrupted_at + 0.25]
     assert not late or late[0] > interrupted_at + 1.0  # only the answer to the question follows
-    done = [e.payload for e in client.of("tts.done")]
-    assert isinstance(done[0], TtsDone) and done[0].interrupted
-    assert 0 < len(done[0].spoken_text) < len(done[0].text)
-    # the question itself then gets its answer
-    replies = [e.payload.text for e in client.of("agent.text")]  # type: ignore[attr-defined]
-    assert any(r.startswith("You said:") and "question" in r.lower() for r in replies)
+
+
+def answers(client: VoiceClient) -> list[AgentText]:
+    """Echoes of the question ("You said: ... question ..."), not of a part before it."""
+    said = [e.payload for e in client.of("agent.text") if isinstance(e.payload, AgentText)]
+    return [a for a in said if a.text.startswith("You said:") and "question" in a.text.lower()]
 
 
 async def test_a_short_mhm_does_not_interrupt(bus: Bus, voice_platform: dict[str, str]) -> None:
     client = await talking_agent(bus)
     await stream_audio(bus, client.session_id, speech_pcm("Mhm."))
     await stream_audio(bus, client.session_id, silence(800))
-    started = time.time()
-    done: list[TtsDone] = []
-    while not done and time.time() - started < 60:
-        done = [e.payload for e in client.of("tts.done")]  # type: ignore[misc]
-        await asyncio.sleep(0.1)
+    done = await until(client.spoken, "tts.done of the greeting")
     heard = [e.payload.text for e in client.of("stt.transcript")]  # type: ignore[attr-defined]
     assert client.of("control.interrupt") == [], heard
-    assert done and not done[0].interrupted and done[0].spoken_text == done[0].text
+    assert not done[0].interrupted and done[0].spoken_text == done[0].text
     assert [e for e in client.of("agent.text") if e.payload.text.startswith("You said")] == []  # type: ignore[attr-defined]

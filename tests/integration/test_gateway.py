@@ -18,6 +18,7 @@ from stella_services.runtime.nats_server import free_port
 from tests.support.gateway import TEST_API_KEY, GatewayClient, WsTranscript, gateway_url
 from tests.support.history import TEST_SECRET, HistoryClient
 from tests.support.processes import ServiceProcess
+from tests.support.waiting import DEADLINE_S, until
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = "echo-agent"
@@ -179,7 +180,7 @@ async def _ws_refused(url: str) -> str:
 
     try:
         async with connect(url) as ws:
-            await asyncio.wait_for(ws.recv(), 5)
+            await asyncio.wait_for(ws.recv(), DEADLINE_S)
     except InvalidStatus as exc:
         return f"http {exc.response.status_code}"
     except ConnectionClosed as exc:
@@ -315,10 +316,10 @@ async def test_idle_timeout_ends_a_session(gw: GatewayClient) -> None:
     created = await gw.create(AGENT, audio=False)
     ws = await gw.ws(created, audio=False)
     seen = WsTranscript()
-    ended = await seen.read_until(ws, lambda e: e["type"] == "lifecycle.ended", timeout=20)
+    ended = await seen.read_until(ws, lambda e: e["type"] == "lifecycle.ended")
     assert ended["payload"]["reason"] == "idle_timeout"
     with pytest.raises(ConnectionClosed):
-        await asyncio.wait_for(ws.recv(), 5)
+        await asyncio.wait_for(ws.recv(), DEADLINE_S)
     async with gw.http() as client:
         got = (await client.get(f"/v1/sessions/{created['session_id']}")).json()
     assert got["status"] == "ended" and got["end_reason"] == "idle_timeout"
@@ -343,12 +344,13 @@ async def test_a_client_that_disconnects_ends_its_session(gw: GatewayClient) -> 
     ws = await gw.ws(created, audio=False)
     await ws.close()
     async with gw.http() as client:
-        for _ in range(50):
-            got = (await client.get(f"/v1/sessions/{created['session_id']}")).json()
-            if got["status"] == "ended":
-                break
-            await asyncio.sleep(0.1)
-    assert got["status"] == "ended" and got["end_reason"] == "client"
+
+        async def ended() -> dict[str, Any] | None:
+            got: dict[str, Any] = (await client.get(f"/v1/sessions/{created['session_id']}")).json()
+            return got if got["status"] == "ended" else None
+
+        got = await until(ended, "the session to end")
+    assert got["end_reason"] == "client"
 
 
 async def test_bad_websocket_messages_get_errors_and_the_session_goes_on(gw: GatewayClient) -> None:
@@ -396,7 +398,7 @@ async def test_maximum_duration_ends_a_busy_session(platform: dict[str, Any]) ->
                 await asyncio.sleep(0.5)
 
         talking = asyncio.create_task(chatter())
-        ended = await seen.read_until(ws, lambda e: e["type"] == "lifecycle.ended", timeout=15)
+        ended = await seen.read_until(ws, lambda e: e["type"] == "lifecycle.ended")
         talking.cancel()
         assert ended["payload"]["reason"] == "max_duration"
     finally:

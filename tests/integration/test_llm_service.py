@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from openai import AsyncOpenAI, OpenAI
 from stella_sdk import tool
 from stella_services.runtime.nats_server import free_port
 from tests.support.processes import ServiceProcess
+from tests.support.waiting import DEADLINE_S, until
 
 SYSTEM = "You are a helpful voice assistant. Keep answers short."
 
@@ -246,7 +248,7 @@ def test_bad_requests_get_openai_errors(client: OpenAI, llm_url: str) -> None:
 
 @pytest.mark.slow
 async def test_requests_are_served_first_come_first_served(llm_url: str) -> None:
-    client = AsyncOpenAI(base_url=llm_url, api_key="local", max_retries=0, timeout=120)
+    client = AsyncOpenAI(base_url=llm_url, api_key="local", max_retries=0, timeout=DEADLINE_S)
     finished: list[int] = []
 
     async def ask(n: int) -> None:
@@ -258,19 +260,21 @@ async def test_requests_are_served_first_come_first_served(llm_url: str) -> None
     asking = []
     for n in range(3):  # one slot (the default concurrency): they queue in this order
         asking.append(asyncio.create_task(ask(n)))
-        await asyncio.sleep(0.1)
+        # the server has it (running, queued, or answered) before the next one is sent;
+        # an answered one may not be in `finished` yet, so this never counts too many
+        await until(partial(served, llm_url, finished, n + 1), f"the server to have request {n}")
     await asyncio.gather(*asking)
     assert finished == [0, 1, 2]
 
 
 @pytest.mark.slow
 async def test_a_full_queue_answers_429(llm_url: str) -> None:
-    client = AsyncOpenAI(base_url=llm_url, api_key="local", max_retries=0, timeout=120)
+    client = AsyncOpenAI(base_url=llm_url, api_key="local", max_retries=0, timeout=DEADLINE_S)
     story: Any = [{"role": "user", "content": "Tell a long story about a lighthouse."}]
     busy = asyncio.create_task(
         client.chat.completions.create(model="m", messages=story, max_tokens=64)
     )
-    await asyncio.sleep(0.2)  # it is generating
+    await until_health(llm_url, generating=1)
     waiting = [
         asyncio.create_task(
             client.chat.completions.create(
@@ -279,7 +283,7 @@ async def test_a_full_queue_answers_429(llm_url: str) -> None:
         )
         for _ in range(2)
     ]
-    await asyncio.sleep(0.1)
+    await until_health(llm_url, generating=1, waiting=2)
     with pytest.raises(openai.RateLimitError) as refused:
         await client.chat.completions.create(
             model="m", messages=[{"role": "user", "content": "Hi"}], max_tokens=2
@@ -289,18 +293,27 @@ async def test_a_full_queue_answers_429(llm_url: str) -> None:
     assert all(a.choices[0].message.content for a in answers)
 
 
-async def until_health(llm_url: str, within: float = 20.0, **expected: int) -> None:
-    """Wait until the service's /health reports ``expected`` (generating=…, waiting=…)."""
-    health = llm_url.removesuffix("/v1") + "/health"
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
+async def health(llm_url: str) -> dict[str, Any]:
     async with httpx.AsyncClient() as http:
-        while True:
-            now = (await http.get(health)).json()
-            if all(now[key] == value for key, value in expected.items()):
-                return
-            assert loop.time() < deadline, f"{now} is still not {expected} after {within} s"
-            await asyncio.sleep(0.05)
+        answer: dict[str, Any] = (await http.get(llm_url.removesuffix("/v1") + "/health")).json()
+        return answer
+
+
+async def served(llm_url: str, answered: list[int], expected: int) -> bool:
+    """Whether the server has had ``expected`` requests: running, waiting or ``answered``."""
+    now = await health(llm_url)
+    return bool(now["generating"] + now["waiting"] + len(answered) >= expected)
+
+
+async def until_health(llm_url: str, within: float = DEADLINE_S, **expected: int) -> None:
+    """Wait until the service's /health reports ``expected`` (generating=…, waiting=…)."""
+    last: dict[str, Any] = {}
+
+    async def reached() -> bool:
+        last.update(await health(llm_url))
+        return all(last[key] == value for key, value in expected.items())
+
+    await until(reached, lambda: f"/health to say {expected} (last {last})", within)
 
 
 def long_answer(llm_url: str, stream: bool) -> asyncio.Task[None]:

@@ -9,6 +9,7 @@ from stella_contracts import AgentText, Envelope, UserText
 from stella_services.runtime.bus import Bus
 from tests.support.history import HistoryClient
 from tests.support.processes import ServiceProcess
+from tests.support.waiting import until
 
 TOTAL = 10_000
 SESSIONS = 100
@@ -45,8 +46,7 @@ async def test_sigkill_mid_stream_keeps_each_event_exactly_once(
 
     progress = [0]
     publisher = asyncio.create_task(publish_all(bus, envelopes, progress))
-    while progress[0] < 3_000:
-        await asyncio.sleep(0.01)
+    await until(lambda: progress[0] >= 3_000 or publisher.done(), "3,000 events published")
     recorded_before_kill = history.scalar(count_sql)
     recorder.kill()
     assert recorder.process is not None and recorder.process.returncode == -9

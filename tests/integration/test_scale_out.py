@@ -122,7 +122,7 @@ async def test_fifty_voice_sessions_over_two_replicas_of_everything(
     run = Run(bus, await EventLog(bus).attach(), Ears(), procs)
     try:
         await run.converse(question)
-        await wait_until_released(bus.nc, {**replicas, "agent-runner": 1}, timeout=30)
+        await wait_until_released(bus.nc, {**replicas, "agent-runner": 1})
     finally:  # whatever failed, end the sessions so no service waits for them at teardown
         for s in run.opened:
             await end_session(bus, s.session_id, EndReason.CLIENT)

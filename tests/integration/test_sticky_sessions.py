@@ -50,6 +50,7 @@ from tests.support.history import TEST_SECRET
 from tests.support.processes import ServiceProcess
 from tests.support.scripted_openai import Rule, ScriptedOpenAI, ToolCallReply, speech_pcm
 from tests.support.status import gather_status, wait_until_draining, wait_until_released
+from tests.support.waiting import until
 
 ROOT = Path(__file__).resolve().parents[2]
 Start = Callable[[str, dict[str, str]], ServiceProcess]
@@ -360,7 +361,8 @@ async def test_a_draining_tool_executor_answers_the_calls_it_has(
     assert all(s.tasks for s in busy) and all(s.sessions == ["s-tools"] for s in busy), busy
     assert a.process is not None
     a.process.send_signal(signal.SIGTERM)
-    await asyncio.sleep(0.5)
+    # it says it drains only once it has asked the server to stop routing calls to it
+    await wait_until_draining(bus.nc, "tool-executor", f"{HOST}-{a.pid}", 2)
     quick = await asyncio.gather(*(call(0.01) for _ in range(6)))
     assert {o.executed_by for o in quick} == {name("tool-executor", b)}  # nothing new for a
     outcomes = await asyncio.gather(*slow)
@@ -373,7 +375,11 @@ async def test_a_draining_tool_executor_answers_the_calls_it_has(
     c = start_service("tool-executor", {**env, "STELLA_DRAIN_TIMEOUT_S": "0.5"})
     b.stop()
     cut = asyncio.create_task(call(10.0))
-    await asyncio.sleep(0.5)
+
+    async def running() -> bool:  # the call has reached c before c is told to stop
+        return any(s.tasks for s in await gather_status(bus.nc, "tool-executor", expect=1))
+
+    await until(running, "the 10 s call to be running")
     assert c.process is not None
     c.process.send_signal(signal.SIGTERM)
     outcome = await cut

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 import pytest
@@ -13,6 +12,7 @@ from stella_services.runtime.bus import Bus
 from stella_services.runtime.claims import request_claim
 from tests.support.processes import ServiceProcess
 from tests.support.speech import silence, speech_pcm, stream_audio, wer
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.slow
 Start = Callable[[str, dict[str, str]], ServiceProcess]
@@ -43,17 +43,16 @@ async def test_finals_partials_and_vad_through_the_service(
     for sentence in SENTENCES:
         pcm += speech_pcm(sentence) + silence(1200)
     await stream_audio(bus, sid, pcm, speed=1.0)
-    for _ in range(100):
-        if len(
-            [e for e in events if isinstance(e.payload, SttTranscript) and e.payload.is_final]
-        ) >= len(SENTENCES):
-            break
-        await asyncio.sleep(0.1)
-    await sub.unsubscribe()
 
-    finals = [
-        e.payload for e in events if isinstance(e.payload, SttTranscript) and e.payload.is_final
-    ]
+    def heard() -> list[SttTranscript]:
+        return [p for e in events if isinstance(p := e.payload, SttTranscript) and p.is_final]
+
+    await until(
+        lambda: len(heard()) >= len(SENTENCES),
+        lambda: f"a final transcript of every sentence; got {[f.text for f in heard()]}",
+    )
+    await sub.unsubscribe()
+    finals = heard()
     assert len(finals) == len(SENTENCES), [f.text for f in finals]
     errors = total = 0
     for sentence, final in zip(SENTENCES, finals, strict=True):

@@ -20,6 +20,7 @@ from tests.support.conversation import Conversation
 from tests.support.history import TEST_SECRET, HistoryClient
 from tests.support.processes import ServiceProcess
 from tests.support.scripted_openai import Rule, ScriptedOpenAI, ToolCallReply
+from tests.support.status import wait_until_released
 
 ROOT = Path(__file__).resolve().parents[2]
 Start = Callable[[str, dict[str, str]], ServiceProcess]
@@ -176,7 +177,7 @@ async def test_room_mode_serves_only_its_room(
         await open_session(bus, "echo-room", TEST_SECRET, room_name="kitchen", timeout=2)
     # once the session ends, its instance is gone: the room takes a new session
     await end_session(bus, convo.session.session_id, EndReason.CLIENT)
-    await asyncio.sleep(0.3)
+    await wait_until_released(bus.nc, {"agent-runner": 1})  # the runner let go of it
     assert await convo.say_nothing_back("anyone there?")
     again = await Conversation.open(bus, "echo-room", room_name="lobby")
     await again.turn_done()

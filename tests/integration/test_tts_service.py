@@ -22,6 +22,7 @@ from stella_services.runtime.bus import Bus
 from stella_services.runtime.claims import request_claim
 from tests.support.processes import ServiceProcess
 from tests.support.speech import rms, wer
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.slow
 Start = Callable[[str, dict[str, str]], ServiceProcess]
@@ -111,3 +112,44 @@ async def test_interrupt_stops_within_a_frame_and_reports_what_was_heard(
     assert 0 < len(done.spoken_text) < len(TEXT)
     assert TEXT.startswith(done.spoken_text.rstrip(".,"))
     assert done.audio_ms == len(cap.frames) * audio.FRAME_MS
+
+
+async def test_an_interrupt_while_a_clause_is_still_synthesizing_is_reported_at_once(
+    bus: Bus,
+) -> None:
+    """On a loaded machine the next clause can still be synthesizing when the one before it
+    has finished playing; an interrupt then must not wait for that synthesis to report."""
+    from stella_services.tts.chunking import lead_in, speech_chunks
+    from stella_services.tts.speaker import Speaker
+    from tests.support.speech import speech_pcm
+
+    chunks = lead_in(speech_chunks(TEXT))
+    assert len(chunks) >= 2
+    first_pcm = speech_pcm(chunks[0])  # the real voice; only the second clause is held back
+    held = asyncio.Event()
+    released = asyncio.Event()
+
+    async def synthesize(text: str, voice: str, first: bool) -> bytes:
+        if first:
+            return first_pcm
+        held.set()
+        await released.wait()  # a synthesis slower than the first clause's playback
+        return speech_pcm(text)
+
+    sid = str(new_id())
+    cap = Capture()
+    await bus.nc.subscribe(subjects.audio_out(sid), cb=cap.on_audio)
+    await bus.nc.subscribe(subjects.session_events(sid), cb=cap.on_event)
+    speaker = Speaker(sid, bus, synthesize, lead_ms=120)
+    try:
+        speaker.say(TtsRequest(text=TEXT, turn_id="t3"))
+        first_frames = len(audio.padded_frames(first_pcm))
+        # every frame of the first clause is out: the speaker now waits for the second
+        await until(lambda: held.is_set() and len(cap.frames) >= first_frames, "clause one")
+        speaker.interrupt()
+        done = await asyncio.wait_for(cap.done.get(), 30)  # the synthesis is still held
+        assert done.interrupted and done.spoken_text == chunks[0].strip()
+        assert done.audio_ms == first_frames * audio.FRAME_MS == len(cap.frames) * audio.FRAME_MS
+    finally:
+        released.set()
+        await speaker.close()

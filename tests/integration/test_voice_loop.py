@@ -18,6 +18,7 @@ from tests.support.processes import ServiceProcess
 from tests.support.scripted_openai import Rule, ScriptedOpenAI, ToolCallReply
 from tests.support.speech import silence, speech_pcm, stream_audio, words
 from tests.support.voice import VoiceClient, transcribe
+from tests.support.waiting import DEADLINE_S, until
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,13 +72,14 @@ def platform(
 
 
 async def test_spoken_question_gets_a_spoken_answer(bus: Bus, platform: dict[str, str]) -> None:
+    # listening before the session exists: the greeting can start before open_session returns
+    client = await VoiceClient(bus, str(__import__("uuid").uuid4())).attach()
     session = await open_session(
-        bus, "my-custom-agent", TEST_SECRET, audio=True, session_id=str(__import__("uuid").uuid4())
+        bus, "my-custom-agent", TEST_SECRET, audio=True, session_id=client.session_id
     )
-    client = await VoiceClient(bus, session.session_id).attach()
-    greeting = await asyncio.wait_for(client.turns.get(), 60)
+    greeting = await asyncio.wait_for(client.turns.get(), DEADLINE_S)
     assert not greeting.error
-    await client.quiet()
+    await client.caught_up()  # this agent publishes its own audio, then ends the turn
     heard_greeting = transcribe(client.audio_after(0))
     assert {"help", "today"} <= set(words(heard_greeting)), heard_greeting
 
@@ -85,15 +87,16 @@ async def test_spoken_question_gets_a_spoken_answer(bus: Bus, platform: dict[str
         bus, session.session_id, silence(300) + speech_pcm("Please create a task to buy milk.")
     )
     await stream_audio(bus, session.session_id, silence(1500))
-    turn = await asyncio.wait_for(client.turns.get(), 60)
+    turn = await asyncio.wait_for(client.turns.get(), DEADLINE_S)
     assert not turn.error and turn.replies == 1
-    await client.quiet()
+    await client.caught_up()
     answer = transcribe(client.audio_after(speech_end))
     assert {"created", "task", "buy", "milk"} <= set(words(answer)), answer
 
     finals = [e.payload.text for e in client.of("stt.transcript") if e.payload.is_final]  # type: ignore[attr-defined]
     assert len(finals) == 1 and {"task", "buy", "milk"} <= set(words(finals[0]))
-    metrics = [e.payload for e in client.of("metrics.turn")]
+    # the agent-runner sends the turn's metrics after agent.turn_done (with tts: after tts.done)
+    metrics = [e.payload for e in await until(lambda: client.of("metrics.turn"), "metrics.turn")]
     assert len(metrics) == 1 and isinstance(metrics[0], TurnMetrics)
     m = metrics[0]
     assert m.user_speech_end_us and m.final_transcript_us and m.first_audio_out_us

@@ -12,6 +12,7 @@ from stella_contracts import AgentText, AgentTurnDone, Envelope, UserText, subje
 from stella_services.runtime.bus import Bus
 from stella_services.runtime.sessions import OpenedSession, new_session_id, open_session
 from tests.support.history import TEST_SECRET
+from tests.support.waiting import DEADLINE_S
 
 
 @dataclass
@@ -38,10 +39,10 @@ class Conversation:
         if isinstance(env.payload, AgentTurnDone):
             self._turns.put_nowait(env.payload)
 
-    async def turn_done(self, timeout: float = 30) -> AgentTurnDone:
+    async def turn_done(self, timeout: float = DEADLINE_S) -> AgentTurnDone:
         return await asyncio.wait_for(self._turns.get(), timeout)
 
-    async def say(self, text: str, timeout: float = 30) -> str:
+    async def say(self, text: str, timeout: float = DEADLINE_S) -> str:
         """Send user text; return the agent's final replies of that turn, joined."""
         start = len(self.events)
         await self.bus.emit(self.session.session_id, UserText(text=text))

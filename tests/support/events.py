@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +11,7 @@ from nats.aio.subscription import Subscription
 
 from stella_contracts import Envelope, InvalidEnvelope, subjects
 from stella_services.runtime.bus import Bus
+from tests.support.waiting import DEADLINE_S, until
 
 
 @dataclass
@@ -40,13 +39,12 @@ class EventLog:
         """``service/instance`` of every producer of ``type_`` events in the session."""
         return {str(e.source) for e in self.of(session_id, type_)}
 
-    async def wait_until(self, done: Callable[[], bool], timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while not done():
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
+    async def wait_until(self, done: Callable[[], bool], timeout: float = DEADLINE_S) -> bool:
+        """Whether ``done()`` came true within ``timeout`` s (the caller says what is missing)."""
+        try:
+            return await until(done, "the events", timeout)
+        except AssertionError:
+            return False
 
     async def close(self) -> None:
         if self._sub is not None:

@@ -16,6 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from tests.support.history import TEST_SECRET
 from tests.support.processes import ServiceProcess
 from tests.support.scripted_openai import Rule, ScriptedOpenAI
+from tests.support.waiting import DEADLINE_S
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "What is the capital of France?"
@@ -60,7 +61,7 @@ class WsTranscript:
     events: list[dict[str, Any]] = field(default_factory=list)
 
     async def read_until(
-        self, ws: ClientConnection, done: Any, timeout: float = 30.0
+        self, ws: ClientConnection, done: Any, timeout: float = DEADLINE_S
     ) -> dict[str, Any]:
         """Read until ``done(event)`` is true for a JSON event; return that event."""
         try:

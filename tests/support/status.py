@@ -7,13 +7,11 @@ no replica holds anything for a session.
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from nats.aio.client import Client as NATS
 
 from stella_contracts import ServiceStatus
 from stella_services.runtime.status import gather_status
+from tests.support.waiting import DEADLINE_S, until
 
 __all__ = ["describe", "gather_status", "held", "wait_until_draining", "wait_until_released"]
 
@@ -32,37 +30,39 @@ def describe(statuses: list[ServiceStatus]) -> str:
 
 
 async def wait_until_released(
-    nc: NATS, replicas: dict[str, int], timeout: float = 20.0
+    nc: NATS, replicas: dict[str, int], timeout: float = DEADLINE_S
 ) -> list[ServiceStatus]:
     """Poll until every expected replica (service → how many) answers holding nothing;
     return their statuses. Fails naming what is still held (or who did not answer)."""
-    deadline = time.monotonic() + timeout
     statuses: list[ServiceStatus] = []
-    while True:
-        statuses = []
+
+    def counts() -> dict[str, int]:
+        return {name: sum(1 for s in statuses if s.service == name) for name in replicas}
+
+    async def released() -> list[ServiceStatus] | None:
+        statuses.clear()
         for name, n in replicas.items():
-            statuses += await gather_status(nc, name, timeout=1.0, expect=n)
-        counts = {name: sum(1 for s in statuses if s.service == name) for name in replicas}
-        if counts == replicas and not held(statuses):
-            return statuses
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"after {timeout:g} s: replicas answering {counts} (expected {replicas}); "
-                f"still held: {describe(held(statuses)) or 'nothing'}"
-            )
-        await asyncio.sleep(0.2)
+            statuses.extend(await gather_status(nc, name, timeout=1.0, expect=n))
+        return list(statuses) if counts() == replicas and not held(statuses) else None
+
+    return await until(
+        released,
+        lambda: (
+            f"replicas {replicas} holding nothing (answering {counts()}; "
+            f"still held: {describe(held(statuses)) or 'nothing'})"
+        ),
+        timeout,
+    )
 
 
 async def wait_until_draining(
-    nc: NATS, service: str, instance: str, replicas: int, timeout: float = 5.0
+    nc: NATS, service: str, instance: str, replicas: int, timeout: float = DEADLINE_S
 ) -> list[ServiceStatus]:
     """After SIGTERM (handled asynchronously): poll until ``instance`` says it is draining;
     return every replica's status from that moment."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    async def draining() -> list[ServiceStatus] | None:
         statuses = await gather_status(nc, service, timeout=1.0, expect=replicas)
-        if any(s.instance == instance and s.draining for s in statuses):
-            return statuses
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{service}/{instance} is not draining after {timeout:g} s")
-        await asyncio.sleep(0.1)
+        return statuses if any(s.instance == instance and s.draining for s in statuses) else None
+
+    return await until(draining, f"{service}/{instance} to say it is draining", timeout)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
-from stella_contracts import AgentTurnDone, Envelope, subjects
+from stella_contracts import AgentTurnDone, Envelope, TtsDone, audio, subjects
 from stella_services.runtime.bus import Bus
+from tests.support.waiting import DEADLINE_S, until
 
 
 @dataclass
@@ -20,14 +21,21 @@ class VoiceClient:
     frames: list[tuple[float, bytes]] = field(default_factory=list)
     events: list[Envelope] = field(default_factory=list)
     turns: asyncio.Queue[AgentTurnDone] = field(default_factory=asyncio.Queue)
+    _audio_sub: Subscription | None = None
 
     async def attach(self) -> VoiceClient:
-        await self.bus.nc.subscribe(subjects.audio_out(self.session_id), cb=self._audio)
+        self._audio_sub = await self.bus.nc.subscribe(
+            subjects.audio_out(self.session_id), cb=self._audio
+        )
         await self.bus.nc.subscribe(subjects.session_events(self.session_id), cb=self._event)
+        await self.bus.nc.flush()  # the server has both before anything is asked of it
         return self
 
     async def _audio(self, msg: Msg) -> None:
-        self.frames.append((time.time(), msg.data))
+        # dated by when the agent's side sent it (Stella-Ts), not when this process got to
+        # it: a test starved of CPU would otherwise see frames as later than they were
+        frame = audio.AudioFrame.from_message(msg.data, msg.headers)
+        self.frames.append((frame.ts_us / 1e6, msg.data))
 
     async def _event(self, msg: Msg) -> None:
         env = Envelope.from_json(msg.data)
@@ -35,14 +43,27 @@ class VoiceClient:
         if isinstance(env.payload, AgentTurnDone):
             self.turns.put_nowait(env.payload)
 
-    async def quiet(self, for_s: float = 0.6, timeout: float = 60) -> None:
-        """Wait until no agent audio has arrived for ``for_s``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            last = self.frames[-1][0] if self.frames else 0.0
-            if time.time() - last > for_s:
-                return
-            await asyncio.sleep(0.05)
+    def spoken(self, turn_id: str | None = None) -> list[TtsDone]:
+        """The ``tts.done``s so far, in order (of one turn, given ``turn_id``)."""
+        done = [e.payload for e in self.of("tts.done") if isinstance(e.payload, TtsDone)]
+        return [d for d in done if turn_id is None or d.turn_id == turn_id]
+
+    async def said(self, turn_id: str, timeout: float = DEADLINE_S) -> TtsDone:
+        """Wait until tts has spoken the turn (``tts.done``) and its frames are in."""
+        done = await until(lambda: self.spoken(turn_id), f"tts.done of turn {turn_id}", timeout)
+        await self.caught_up(timeout)
+        return done[0]
+
+    async def caught_up(self, timeout: float = DEADLINE_S) -> None:
+        """Wait until every frame that reached this process is in ``frames``.
+
+        Whoever sends the audio (tts, or an agent publishing its own) sends the event that
+        ends it (``tts.done``, ``agent.turn_done``) after the last frame, on the same
+        connection, so the frames reach this process first; but each subscription runs its
+        callbacks in a task of its own, so frames may still be queued for ``_audio``."""
+        assert self._audio_sub is not None
+        sub = self._audio_sub
+        await until(lambda: sub.pending_msgs == 0, "the queued frames", timeout)
 
     def audio_after(self, wall: float) -> bytes:
         return b"".join(pcm for t, pcm in self.frames if t >= wall)

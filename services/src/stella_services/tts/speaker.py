@@ -74,7 +74,10 @@ class Speaker:
         first_out_us: int | None = None
         next_pcm: asyncio.Task[bytes] = asyncio.create_task(self.synthesize(chunks[0], voice, True))
         for index in range(len(chunks)):
-            pcm = await next_pcm
+            pcm = await self._synthesized_or_interrupted(next_pcm)
+            if pcm is None:  # stopped before this clause had any audio: none of it was heard
+                interrupted = True
+                break
             if first_synth_us is None:
                 first_synth_us = time.time_ns() // 1000
             if index + 1 < len(chunks):  # synthesize ahead while this one plays
@@ -107,6 +110,20 @@ class Speaker:
                 first_audio_out_us=first_out_us,
             ),
         )
+
+    async def _synthesized_or_interrupted(self, pending: asyncio.Task[bytes]) -> bytes | None:
+        """The clause's audio, or None on an interrupt. On a loaded machine a clause can take
+        longer to synthesize than the one before it took to play; waiting for it would hold
+        ``tts.done`` back by that long after the user cut in."""
+        if not pending.done() and not self._interrupt.is_set():
+            stop = asyncio.create_task(self._interrupt.wait())
+            try:
+                await asyncio.wait((pending, stop), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
+        if self._interrupt.is_set():
+            return None
+        return pending.result()
 
     async def _wait_or_interrupted(self, delay: float) -> bool:
         if self._interrupt.is_set():
