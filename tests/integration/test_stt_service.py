@@ -62,7 +62,12 @@ async def test_finals_partials_and_vad_through_the_service(
 
     vad = [e.payload for e in events if isinstance(e.payload, SttVad)]
     assert [v.state for v in vad] == [VadState.SPEECH_STARTED, VadState.SPEECH_ENDED] * 5
-    # every utterance longer than 2 s has a partial before its final
+    # Partials come while the user speaks, and never after their utterance's final. Whether
+    # a given utterance gets one is a matter of speed: stt starts no partial while the
+    # decoder is busy and drops one that finishes after the speech ended (finals first), so
+    # on a loaded machine a 2-3 s utterance may have none. Latency is the bench's to report,
+    # not a test's to assert; the mechanism is checked here.
+    with_partials = 0
     for final in finals:
         partials = [
             e
@@ -71,7 +76,7 @@ async def test_finals_partials_and_vad_through_the_service(
             and not e.payload.is_final
             and e.payload.utterance_id == final.utterance_id
         ]
-        if final.end_ms - final.start_ms > 2300:
-            assert partials, f"no partial for {final.text!r}"
-            first_final = next(i for i, e in enumerate(events) if e.payload is final)
-            assert events.index(partials[0]) < first_final
+        first_final = next(i for i, e in enumerate(events) if e.payload is final)
+        assert all(events.index(p) < first_final for p in partials), final.text
+        with_partials += bool(partials)
+    assert with_partials, "no utterance had a partial transcript"

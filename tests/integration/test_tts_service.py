@@ -62,7 +62,6 @@ async def test_speech_out_is_paced_real_audio(
     start_service("tts", recorder_env)
     sid = str(new_id())
     cap = await listen(bus, sid)
-    asked = time.monotonic()
     await bus.emit(sid, TtsRequest(text=TEXT, turn_id="t1"))
     done = await asyncio.wait_for(cap.done.get(), 60)
     assert not done.interrupted and done.spoken_text == TEXT
@@ -77,8 +76,7 @@ async def test_speech_out_is_paced_real_audio(
     # paced: the frames took about as long to arrive as they last (lead ≤ 120 ms + slack)
     spread = cap.frames[-1][0] - cap.frames[0][0]
     assert spread > duration_s - 0.4
-    first_audio_s = cap.frames[0][0] - asked
-    assert first_audio_s < 2.0
+    # (time to first audio is the bench's figure, `make bench`; timings are not asserted)
     # and it says the words: transcribe it back
     from faster_whisper import WhisperModel
 
