@@ -98,7 +98,8 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def make_image_venv(image: str, sources: Path, venv: Path) -> Path:
-    uv = shutil.which("uv") or str(Path.home() / ".local" / "bin" / "uv")
+    # the uv `make` uses: on PATH, else the one it installed into .tools
+    uv = shutil.which("uv") or str(ROOT / ".tools" / "bin" / "uv")
     env = clean_env(UV_PROJECT_ENVIRONMENT=str(venv), UV_PYTHON="3.11", UV_PYTHON_DOWNLOADS="never")
     for command in build_commands(image):
         assert command[0] == "uv"
