@@ -272,8 +272,10 @@ async def converse(bus: Bus, log: EventLog, n: int) -> dict[str, ServiceStatus]:
     assert await log.wait_until(turns(2))
     sound = speech_pcm("please add two and three", ms_per_char=40)
     await asyncio.gather(*(stream(bus, sid, sound) for sid in sids))
-    during = {s.service: s for s in await gather_status(bus.nc, timeout=1.0)}
+    during: dict[str, ServiceStatus] = {}
     for service in ("stt", "tts", "agent-runner"):
+        # one replica each: wait for its answer (a busy replica may take seconds), not 1 s
+        [during[service]] = await gather_status(bus.nc, service, expect=1, timeout=60)
         assert set(sids) <= set(during[service].sessions), service
     results = [e.payload for sid in sids for e in log.of(sid, "tool.result")]
     assert len(results) == n and all(isinstance(r, ToolResult) and r.ok for r in results)
