@@ -9,7 +9,6 @@ only way out). Services (``stella_services.runtime.lifecycle``) and agent hosts
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from collections.abc import Awaitable
 
@@ -26,19 +25,30 @@ def stop_on_signals() -> asyncio.Event:
 
 
 async def start_unless_stopped(start: Awaitable[None], stop: asyncio.Event) -> bool:
-    """Run ``start`` to its end, unless ``stop`` is set first: then cancel it and return False.
+    """Await ``start`` in the calling task, unless ``stop`` is set first: then the task is
+    cancelled out of it and False returned. (``start`` stays in the caller's task and
+    context: what it sets up is the caller's, as when it is awaited directly.)
 
     An exception raised by ``start`` propagates as usual."""
-    starting = asyncio.ensure_future(start)
-    stopping = asyncio.ensure_future(stop.wait())
+    task = asyncio.current_task()
+    assert task is not None
+    watcher = asyncio.ensure_future(stop.wait())
+    starting = [True]  # a callback already scheduled when start ends must not cancel after
+
+    def cut_short(_: object) -> None:
+        if starting[0]:
+            task.cancel()
+
+    watcher.add_done_callback(cut_short)
     try:
-        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        await start
+    except asyncio.CancelledError:
+        if not stop.is_set():
+            raise
+        task.uncancel()
+        return False
     finally:
-        stopping.cancel()
-    if starting.done():
-        starting.result()  # raises what start raised
-        return True
-    starting.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await starting
-    return False
+        starting[0] = False
+        watcher.remove_done_callback(cut_short)
+        watcher.cancel()
+    return True
