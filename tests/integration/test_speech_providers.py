@@ -86,13 +86,10 @@ def test_piper_speaks_the_words() -> None:
     assert isinstance(engine, PiperEngine) and engine.sample_rate == 22_050
     engine.synthesize("Ready.", "")  # warm-up, as the service does
 
-    started = time.monotonic()
-    samples = engine.synthesize(TEXT, "")
-    took = time.monotonic() - started
+    samples = engine.synthesize(TEXT, "")  # its speed is the bench's figure, not asserted
     assert samples.dtype == np.float32 and samples.ndim == 1
     duration_s = len(samples) / engine.sample_rate
     assert 3.0 < duration_s < 9.0
-    assert took < duration_s / 3, f"{took:.2f} s for {duration_s:.2f} s of audio"  # RTF ~0.06
     assert float(np.max(np.abs(samples))) <= 1.0
     pcm = to_bus_pcm(samples, engine.sample_rate)
     assert rms(pcm) > 1000  # speech, not silence
