@@ -13,7 +13,7 @@ from stella_contracts import (
     SessionClaimed,
     chat_view,
 )
-from stella_sdk.admission import Admission, admit
+from stella_sdk.runtime.admission import Admission, admit
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from stella_contracts.chat import (
     Role,
     chat_view,
 )
-from stella_contracts.claims import ClaimReply, ClaimRequest
+from stella_contracts.claims import ClaimReply, ClaimRequest, Lease
 from stella_contracts.deadletter import DeadLetter
 from stella_contracts.dispatch import DispatchReply, DispatchRequest
 from stella_contracts.envelope import (
@@ -68,6 +68,7 @@ __all__ = [
     "EnvelopeFactory",
     "Event",
     "InvalidEnvelope",
+    "Lease",
     "MessageType",
     "Role",
     "ServiceStatus",

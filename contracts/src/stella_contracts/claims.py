@@ -27,3 +27,19 @@ class ClaimReply(BaseModel):
     accepted: bool
     instance: str = Field(default="", description="service/instance of the replica answering")
     reason: str = ""
+
+
+class Lease(BaseModel):
+    """A replica's hold on one session for one role, the value in the ``stella_leases``
+    key-value bucket under ``<role>.<session_id>``. Renewed while held; when it lapses
+    another replica of the role takes the session, resuming it from ``ticket``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    instance: str = Field(min_length=1, description="the replica holding the session")
+    ticket: str = Field(
+        default="", description="what a replica taking over needs (an agent's DispatchRequest)"
+    )
+    offered: bool = Field(
+        default=False, description="its holder gives it up (draining): any replica may take it"
+    )

@@ -58,13 +58,14 @@ class SessionCreated(Event):
 
 
 class SessionClaimed(Event):
-    """A per-session service (stt, tts) took the session; it serves it until the end, or
-    until it hands it to another replica (which then records its own claim)."""
+    """A replica (stt, tts, an agent runner) took the session; it serves it until the end,
+    or until another replica takes it over (which then records its own claim)."""
 
     TYPE: ClassVar[str] = "lifecycle.claimed"
     service: str
     instance: str
     handoff_from: str = ""
+    resumed: bool = False  # taken over from a replica that died or was draining
 
 
 class SessionEnded(Event):
@@ -152,6 +153,10 @@ class TtsDone(Event):
     text: str
     spoken_text: str
     interrupted: bool = False
+    dropped: bool = Field(
+        default=False,
+        description="its tts replica died mid-reply; the one that took over did not speak it",
+    )
     audio_ms: int = Field(default=0, ge=0)
     first_audio_synth_us: int | None = Field(default=None, description="first clause ready")
     first_audio_out_us: int | None = Field(default=None, description="first frame sent")

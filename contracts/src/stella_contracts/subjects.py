@@ -88,6 +88,21 @@ def claim(service: str) -> str:
     return f"{ROOT}.claim.{token(service, 'service name')}"
 
 
+LEASES_BUCKET = "stella_leases"  # JetStream key-value: who serves which session, per role
+
+
+def lease_role(service: str, agent_name: str = "") -> str:
+    """A lease role: ``stt``, ``tts``, or ``agent.<name>`` (only runners of that agent)."""
+    if agent_name:
+        return f"agent.{token(agent_name, 'agent name')}"
+    return token(service, "service name")
+
+
+def lease_key(role: str, session_id: str) -> str:
+    """The key of one session's lease for one role in :data:`LEASES_BUCKET`."""
+    return f"{role}.{token(session_id, 'session id')}"
+
+
 def status(service: str | None = None) -> str:
     """Status requests: every replica of ``service`` answers (scatter-gather); without a
     service, every replica of every service answers."""

@@ -158,6 +158,16 @@ class Bus:
             return False
         return True
 
+    async def last_event(self, session_id: str, event_type: str) -> tuple[int, Envelope] | None:
+        """The session's last stored event of ``event_type`` and its stream sequence (which
+        orders events of every producer), or None if there is none."""
+        subject = subjects.session_event(session_id, event_type)
+        try:
+            msg = await self.js.get_last_msg(subjects.EVENTS_STREAM, subject)
+        except NotFoundError:
+            return None
+        return msg.seq or 0, Envelope.from_json(msg.data or b"")
+
     async def dead_letter(
         self, subject: str, body: bytes, headers: Mapping[str, str] | None, reason: str
     ) -> None:

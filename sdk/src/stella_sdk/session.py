@@ -42,6 +42,7 @@ from stella_contracts import (
 )
 from stella_contracts.speech import HEADER_ERROR, HEADER_FINAL
 from stella_sdk.bus import Bus
+from stella_sdk.checkpoint import Checkpoints, restore, snapshot
 from stella_sdk.history import HistoryClient
 from stella_sdk.pacing import Pacer
 from stella_sdk.settings import AgentSettings
@@ -103,9 +104,20 @@ class Turn:
 
 class AgentSession:
     def __init__(
-        self, bus: Bus, settings: AgentSettings, request: DispatchRequest, agent: BaseAgent
+        self,
+        bus: Bus,
+        settings: AgentSettings,
+        request: DispatchRequest,
+        agent: BaseAgent,
+        *,
+        resumed: bool = False,
+        checkpoints: Checkpoints | None = None,
     ) -> None:
         self.bus = bus
+        self.resumed = resumed  # taken over from a runner that died or drained
+        self.checkpoints = checkpoints
+        self._kept = b""  # the agent state last kept
+        self._over = False  # the session itself ended (not just its hold here)
         self.settings = settings
         self.request = request
         self.session_id = request.session_id
@@ -151,10 +163,29 @@ class AgentSession:
             self.ended.set()
             return False
         self.agent._attach(self)
+        if self.resumed and self.checkpoints is not None:
+            kept = await self.checkpoints.load(self.session_id)
+            if kept:
+                restored = restore(self.agent, kept)
+                self._kept = kept
+                log.info("session %s resumed with the agent's %s", self.session_id, restored)
         self._worker = asyncio.create_task(self._work(), name=f"turns-{self.session_id}")
         self._reader = asyncio.create_task(self._read(), name=f"session-{self.session_id}")
         await self._turns.put((Turn(CONNECT_TURN), self.agent.on_connect))
         return True
+
+    def _muted(self) -> bool:
+        """A resumed session's ``on_connect`` runs again (setup) but says nothing: the user
+        heard the greeting from the runner before."""
+        return self.resumed and self.turn is not None and self.turn.turn_id == CONNECT_TURN
+
+    async def _keep_state(self) -> None:
+        if self.checkpoints is None:
+            return
+        state = snapshot(self.agent)
+        if state != self._kept:
+            await self.checkpoints.save(self.session_id, state)
+            self._kept = state
 
     def stop(self) -> None:
         """End the session from the runner's side (shutdown); idempotent."""
@@ -179,6 +210,7 @@ class AgentSession:
             while (envelope := await self._events.get()) is not None:
                 p = envelope.payload
                 if isinstance(p, SessionEnded):
+                    self._over = True
                     break
                 if isinstance(p, UserText):
                     turn = Turn(new_id().hex)
@@ -296,6 +328,7 @@ class AgentSession:
         )
         if self.audio and turn.turn_id != CONNECT_TURN and turn.speech_requests == 0:
             await self.bus.emit(self.session_id, turn.metrics())
+        await self._keep_state()
 
     async def _guarded(self, call: Awaitable[Any], what: str) -> None:
         try:
@@ -317,6 +350,8 @@ class AgentSession:
                 await self._sub.unsubscribe()
             self._sub = None
         await self.history.close()
+        if self._over and self.checkpoints is not None:
+            await self.checkpoints.drop(self.session_id)
         self.bus.envelopes.forget(self.session_id)
         self.ended.set()
 
@@ -328,6 +363,8 @@ class AgentSession:
 
     async def say_text(self, text: str, *, final: bool = True) -> None:
         """Record what the agent says (``agent.text``); deltas carry ``final=False``."""
+        if self._muted():
+            return
         if self.turn is not None:
             if final:
                 self.turn.replies += 1
@@ -339,6 +376,8 @@ class AgentSession:
 
     async def request_speech(self, text: str) -> None:
         """Ask the tts service to speak ``text`` on this session's audio out."""
+        if self._muted():
+            return
         turn = self.turn or Turn(CONNECT_TURN)
         turn.speech_requests += 1
         self._speaking_turns[turn.turn_id] = turn
@@ -346,6 +385,8 @@ class AgentSession:
 
     async def synthesize(self, text: str, voice: str, provider: str) -> AsyncIterator[bytes]:
         """Audio for ``text`` from the tts service, chunk by chunk as it is synthesized."""
+        if self._muted():
+            return
         inbox = self.bus.nc.new_inbox()
         chunks: asyncio.Queue[Msg] = asyncio.Queue()
 
@@ -391,6 +432,8 @@ class AgentSession:
 
     async def publish_audio(self, pcm: bytes) -> None:
         """Raw PCM s16le 16 kHz mono onto ``stella.audio.<sid>.out``: 20 ms frames, paced."""
+        if self._muted():
+            return
         frames = audio.padded_frames(pcm)
         subject = subjects.audio_out(self.session_id)
         self._streaming += 1

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import socket
-from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from stella_sdk.runtime.settings import RuntimeSettings
 
 
-class AgentSettings(BaseSettings):
+class AgentSettings(RuntimeSettings):
     model_config = SettingsConfigDict(
         env_prefix="STELLA_", env_file=".env", extra="ignore", populate_by_name=True
     )
 
-    nats_url: str = Field(
-        default="nats://127.0.0.1:4222",
-        validation_alias=AliasChoices("NATS_URL", "STELLA_NATS_URL"),
-    )
     history_addr: str = Field(default="127.0.0.1:50051", description="the recorder's gRPC address")
     agent_name: str = Field(
         default="", description="dispatch name; default: the class in kebab-case"
@@ -29,9 +24,6 @@ class AgentSettings(BaseSettings):
         validation_alias=AliasChoices("ROOM_NAME", "STELLA_ROOM_NAME"),
         description="serve only this room (the guide's Settings.room_name); empty: any session",
     )
-    instance: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
-    max_sessions: int = Field(default=50, ge=1, description="sessions one runner process holds")
-    drain_timeout_s: float = Field(default=30.0, ge=0, description="on SIGTERM, wait this long")
     tools_mode: Literal["auto", "remote", "local"] = Field(
         default="auto",
         description="remote: tool-executors only; local: in this process; auto: remote if one "
@@ -52,10 +44,3 @@ class AgentSettings(BaseSettings):
     )
     barge_in_min_ms: int = Field(default=400, ge=0, description="user speech that may interrupt")
     barge_in_min_words: int = Field(default=2, ge=0, description="non-backchannel words needed")
-    log_level: str = "INFO"
-    ready_file: Path | None = Field(
-        default=None, description="written once taking sessions, removed on SIGTERM (probes)"
-    )
-
-    def nats_servers(self) -> list[str]:
-        return [u.strip() for u in self.nats_url.split(",") if u.strip()]

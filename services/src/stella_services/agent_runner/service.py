@@ -39,5 +39,4 @@ class AgentRunnerService:
 
     async def stop(self) -> None:
         if self.host is not None:
-            await self.host.drain()
-            await self.host.stop()
+            await self.host.stop()  # drains first

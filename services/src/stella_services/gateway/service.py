@@ -11,7 +11,7 @@ import uvicorn
 from nats.aio.subscription import Subscription
 
 from stella_contracts import ServiceStatus
-from stella_sdk.status import answer_status, status_of
+from stella_sdk.runtime.status import answer_status, status_of
 from stella_services.gateway import URL_LINE
 from stella_services.gateway.app import Gateway, create_app
 from stella_services.gateway.expiry import Limits

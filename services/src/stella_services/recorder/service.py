@@ -10,7 +10,7 @@ import grpc
 from nats.aio.subscription import Subscription
 
 from stella_contracts import ServiceStatus
-from stella_sdk.status import answer_status, status_of
+from stella_sdk.runtime.status import answer_status, status_of
 from stella_services.recorder.consumer import EventRecorder
 from stella_services.recorder.grpc_api import HistoryService, start_server
 from stella_services.recorder.settings import RecorderSettings

@@ -1,4 +1,4 @@
-"""Running a service as a process: logging, telemetry, signals, clean shutdown."""
+"""Running a service as a process: logging, telemetry, then the runtime's ``serve``."""
 
 from __future__ import annotations
 
@@ -7,26 +7,16 @@ import faulthandler
 import logging
 import signal
 import sys
-from typing import Protocol
 
-from stella_sdk.signals import start_unless_stopped, stop_on_signals
+from stella_sdk.runtime.serving import READY_LINE, Servable
+from stella_sdk.runtime.serving import serve as serve_process
 from stella_services.runtime import telemetry
-from stella_services.runtime.settings import ServiceSettings
+
+__all__ = ["READY_LINE", "ConfigurationError", "Service", "run", "serve"]
 
 log = logging.getLogger(__name__)
 
-READY_LINE = "STELLA-READY"  # printed once a service is serving; `stella up` and tests wait for it
-
-
-class Service(Protocol):
-    name: str
-    settings: ServiceSettings
-
-    async def start(self) -> None:
-        """Connect and begin serving; return once ready."""
-
-    async def stop(self) -> None:
-        """Finish in-flight work and release everything; called once."""
+Service = Servable
 
 
 def configure_logging(level: str) -> None:
@@ -38,31 +28,11 @@ def configure_logging(level: str) -> None:
 
 
 async def serve(service: Service) -> None:
-    """Start ``service``, wait for SIGTERM/SIGINT, then stop it cleanly."""
-    stop = stop_on_signals()
     telemetry.setup_telemetry(service.name, service.settings.instance)
-    ready_file = service.settings.ready_file
-    if ready_file is not None:  # a restarted container keeps its files: never look ready early
-        ready_file.unlink(missing_ok=True)
-    if not await start_unless_stopped(service.start(), stop):
-        log.info("%s stopped before it was ready", service.name)
-        telemetry.shutdown_telemetry()
-        return
-    bus = getattr(service, "bus", None)
-    if bus is not None:  # subscriptions reach the server before anyone is told we are ready
-        await bus.nc.flush()
-    if ready_file is not None:  # before the line, so whoever reads the line finds the file
-        ready_file.write_text(f"{service.name} {service.settings.instance}\n")
-    print(f"{READY_LINE} {service.name} {service.settings.instance}", flush=True)
     try:
-        await stop.wait()
-        log.info("%s stopping", service.name)
+        await serve_process(service)
     finally:
-        if ready_file is not None:  # draining: probes see it at once
-            ready_file.unlink(missing_ok=True)
-        await service.stop()
         telemetry.shutdown_telemetry()
-        log.info("%s stopped", service.name)
 
 
 class ConfigurationError(Exception):

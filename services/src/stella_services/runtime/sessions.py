@@ -6,9 +6,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeout
-
 from stella_contracts import (
     DispatchReply,
     DispatchRequest,
@@ -18,13 +15,12 @@ from stella_contracts import (
     new_id,
     subjects,
 )
-from stella_contracts.claims import REASON_ENDED
+from stella_sdk.runtime.asking import Answer, ask_until_accepted
 from stella_services.runtime import tokens
 from stella_services.runtime.bus import Bus
 from stella_services.runtime.claims import request_claim
 
 HISTORY_TOKEN_TTL_S = 24 * 3600
-DISPATCH_ATTEMPTS = 4
 SPEECH_SERVICES = ("stt", "tts")  # what a voice session needs besides its agent
 
 
@@ -102,39 +98,26 @@ async def open_session(
     targets = [subjects.dispatch(agent)]
     if room_name:
         targets.insert(0, subjects.dispatch_room(agent, room_name))
-    reply, reasons = await _dispatch(bus, targets, request.model_dump_json().encode(), timeout)
-    if reply is not None:
-        return OpenedSession(session_id, room, agent, reply.runner, speech["stt"], speech["tts"])
-    detail = f"no runner took the session for agent {agent!r}: " + "; ".join(reasons)
+    asked = await ask_until_accepted(
+        bus.nc,
+        targets,
+        request.model_dump_json().encode(),
+        _runner_answer,
+        timeout,
+        who="runner",
+        wait_for_replica=False,  # an agent nobody runs is an error now, not in 5 s
+    )
+    if asked.answer is not None:
+        runner = asked.answer.instance
+        return OpenedSession(session_id, room, agent, runner, speech["stt"], speech["tts"])
+    detail = f"no runner took the session for agent {agent!r}: " + "; ".join(asked.reasons)
     await bus.emit(session_id, SessionEnded(reason=EndReason.ERROR, detail=detail))
-    nobody = len(reasons) == len(targets) and all(r.startswith("no runner on") for r in reasons)
-    raise (NoRunner if nobody else DispatchFailed)(detail)
+    raise (NoRunner if asked.nobody_listens else DispatchFailed)(detail)
 
 
-async def _dispatch(
-    bus: Bus, targets: list[str], body: bytes, timeout: float
-) -> tuple[DispatchReply | None, list[str]]:
-    """The first runner that accepts, or None and why not. A refusal (busy, draining) asks
-    the group again; silence does not: a runner may be taking the session slowly, and
-    asking again could start a second agent for it."""
-    reasons: list[str] = []
-    for subject in targets:
-        for _ in range(DISPATCH_ATTEMPTS):
-            try:
-                msg = await bus.nc.request(subject, body, timeout=timeout)
-            except NoRespondersError:
-                reasons.append(f"no runner on {subject}")
-                break
-            except (TimeoutError, NatsTimeout):
-                reasons.append(f"no answer on {subject} in {timeout:g} s")
-                return None, reasons
-            reply = DispatchReply.model_validate_json(msg.data)
-            if reply.accepted:
-                return reply, reasons
-            reasons.append(f"{reply.runner}: {reply.reason}")
-            if reply.reason == REASON_ENDED:  # no runner will take it: why ask one
-                return None, reasons
-    return None, reasons
+def _runner_answer(data: bytes) -> Answer:
+    reply = DispatchReply.model_validate_json(data)
+    return Answer(reply.accepted, reply.runner, reply.reason)
 
 
 async def end_session(bus: Bus, session_id: str, reason: EndReason, detail: str = "") -> None:

@@ -2,44 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
 
-DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+from stella_sdk.runtime.settings import DEFAULT_NATS_URL, RuntimeSettings, default_instance
 
-
-def default_instance() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+__all__ = ["DEFAULT_NATS_URL", "ServiceSettings", "default_instance"]
 
 
-class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STELLA_", extra="ignore", populate_by_name=True)
-
-    nats_url: str = Field(
-        default=DEFAULT_NATS_URL,
-        validation_alias=AliasChoices("NATS_URL", "STELLA_NATS_URL"),
-        description="NATS server(s), comma separated",
-    )
+class ServiceSettings(RuntimeSettings):
     data_dir: Path = Field(default=Path(".stella"), description="local state (embedded DB, NATS)")
-    instance: str = Field(default_factory=default_instance, description="this replica's name")
-    log_level: str = "INFO"
     events_max_age_days: float = Field(
         default=30.0, gt=0, description="how long JetStream keeps events after recording"
     )
-    ready_file: Path | None = Field(
-        default=None,
-        description="written once the service serves, removed when it stops (container probes)",
-    )
-    max_sessions: int = Field(
-        default=50, ge=0, description="sessions one replica of stt or tts takes (0: no limit)"
-    )
-    drain_timeout_s: float = Field(
-        default=30.0, ge=0, description="on SIGTERM, wait this long for sessions and calls"
-    )
-
-    def nats_servers(self) -> list[str]:
-        return [u.strip() for u in self.nats_url.split(",") if u.strip()]

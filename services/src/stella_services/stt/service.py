@@ -1,7 +1,8 @@
 """The stt service: ``stella.audio.<sid>.in`` → ``stt.vad`` and ``stt.transcript`` events.
 
 Sticky: a session is claimed once (``stella.claim.stt``) and this replica then listens to
-that session's audio alone, until ``lifecycle.ended`` (see ``runtime/claims.py``).
+that session's audio alone, under a lease, until ``lifecycle.ended``; if it dies another
+replica takes the lease and listens on (``stella_sdk.runtime.replica``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from stella_contracts import audio, subjects
+from stella_sdk.runtime.replica import Claim, Replica
 from stella_services.runtime.bus import Bus
-from stella_services.runtime.claims import SessionClaims
+from stella_services.runtime.claims import speech_claims
 from stella_services.stt.listener import Listener
 from stella_services.stt.recognizers import Recognizer, create_recognizer
 from stella_services.stt.settings import SttSettings
@@ -84,7 +86,7 @@ class SttService:
         self.settings = settings or SttSettings()
         self.bus: Bus | None = None
         self.recognizer: Recognizer | None = None
-        self.claims: SessionClaims | None = None
+        self.replica: Replica | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stt")
         self._busy = 0
 
@@ -103,8 +105,8 @@ class SttService:
             await self.transcribe(np.zeros(audio.SAMPLE_RATE, dtype=np.float32))
         self.bus = await Bus.connect(self.settings, self.name)
         await self.bus.ensure_streams(self.settings.events_max_age_days)
-        self.claims = SessionClaims(self.bus, self.settings, self.name, self.open_session)
-        await self.claims.start()
+        self.replica = Replica(self.bus, self.settings, self.name, self.open_session)
+        await self.replica.start(speech_claims(self.name))
 
     async def transcribe(self, samples: np.ndarray) -> str:
         assert self.recognizer is not None
@@ -117,9 +119,12 @@ class SttService:
         finally:
             self._busy -= 1
 
-    async def open_session(self, session_id: str) -> SttSession:
-        """A listener for the session, subscribed to its audio (before the claim is answered)."""
+    async def open_session(self, claim: Claim) -> SttSession:
+        """A listener for the session, subscribed to its audio (before the claim is answered).
+        Taken over, it listens from the next frame on: what the user said while nobody
+        listened is lost, so that turn's partial speech is not heard as a whole."""
         assert self.bus is not None
+        session_id = claim.session_id
         vad = await self._vads.take()
         # a cloud recognizer gets finals only: a request every 500 ms would be costly
         partials = self.settings.stt_provider != "openai"
@@ -138,9 +143,9 @@ class SttService:
         return session
 
     async def stop(self) -> None:
-        if self.claims is not None:
-            await self.claims.drain()
-            await self.claims.stop()
+        if self.replica is not None:
+            await self.replica.drain()
+            await self.replica.stop()
         if self.bus is not None:
             await self.bus.close()
         self._executor.shutdown(wait=False, cancel_futures=True)

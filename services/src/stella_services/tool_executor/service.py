@@ -27,7 +27,7 @@ from stella_contracts import (
 )
 from stella_sdk import Tool
 from stella_sdk.bus import stop_taking
-from stella_sdk.status import answer_status, status_of
+from stella_sdk.runtime.status import answer_status, status_of
 from stella_sdk.tool_run import error_outcome, run_tool
 from stella_services.runtime.bus import Bus
 from stella_services.runtime.loading import LoadError, extend_path, import_module

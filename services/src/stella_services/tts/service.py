@@ -22,14 +22,16 @@ from stella_contracts import (
     Envelope,
     InvalidEnvelope,
     SynthesisRequest,
+    TtsDone,
     TtsRequest,
     subjects,
 )
 from stella_contracts.audio import HEADER_SEQ
 from stella_contracts.speech import HEADER_ERROR, HEADER_FINAL
 from stella_sdk.bus import stop_taking
+from stella_sdk.runtime.replica import Claim, Replica
 from stella_services.runtime.bus import Bus
-from stella_services.runtime.claims import SessionClaims
+from stella_services.runtime.claims import speech_claims
 from stella_services.tts.chunking import lead_in, speech_chunks
 from stella_services.tts.engines import SpeechEngine, create_engine, to_bus_pcm
 from stella_services.tts.queue import SynthesisQueue
@@ -74,7 +76,7 @@ class TtsService:
         self.settings = settings or TtsSettings()
         self.engine: SpeechEngine | None = None
         self.bus: Bus | None = None
-        self.claims: SessionClaims | None = None
+        self.replica: Replica | None = None
         self._streams: dict[str, set[asyncio.Task[None]]] = {}
         self._subs: list[Subscription] = []
         self._stream_sub: Subscription | None = None
@@ -93,7 +95,7 @@ class TtsService:
         self.bus = await Bus.connect(self.settings, self.name)
         await self.bus.ensure_streams(self.settings.events_max_age_days)
         nc = self.bus.nc
-        self.claims = SessionClaims(
+        self.replica = Replica(
             self.bus,
             self.settings,
             self.name,
@@ -101,7 +103,7 @@ class TtsService:
             extra=self._stream_load,
             on_ended=self._stop_streams,
         )
-        await self.claims.start()
+        await self.replica.start(speech_claims(self.name))
         self._subs = [
             await nc.subscribe(
                 subjects.any_session_event(ControlInterrupt.TYPE), cb=self._on_interrupt
@@ -121,20 +123,48 @@ class TtsService:
 
         return await self._queue.run(run, first=first)
 
-    async def open_session(self, session_id: str) -> TtsSession:
-        """A speaker for the session, subscribed to its requests (before the claim is answered)."""
+    async def open_session(self, claim: Claim) -> TtsSession:
+        """A speaker for the session, subscribed to its requests (before the claim is answered).
+        Taken over from a replica that died, the reply it was speaking is dropped, and its
+        ``tts.done`` says so (the agent's turn then ends instead of waiting for it)."""
         assert self.bus is not None
+        session_id = claim.session_id
         session = TtsSession(
             Speaker(session_id, self.bus, self.synthesize, self.settings.tts_lead_ms)
         )
         session.sub = await self.bus.nc.subscribe(
             subjects.session_event(session_id, TtsRequest.TYPE), cb=session.on_request
         )
+        if claim.resumed:
+            await self._drop_unfinished(session_id)
         return session
+
+    async def _drop_unfinished(self, session_id: str) -> None:
+        """The last ``tts.request`` with no ``tts.done`` after it: the dead replica's reply."""
+        assert self.bus is not None
+        found = await self.bus.last_event(session_id, TtsRequest.TYPE)
+        if found is None or not isinstance(request := found[1].payload, TtsRequest):
+            return
+        done = await self.bus.last_event(session_id, TtsDone.TYPE)
+        if done is not None and (
+            done[0] > found[0]
+            or (isinstance(done[1].payload, TtsDone) and done[1].payload.turn_id == request.turn_id)
+        ):
+            return
+        await self.bus.emit(
+            session_id,
+            TtsDone(
+                turn_id=request.turn_id,
+                text=request.text,
+                spoken_text="",
+                interrupted=True,
+                dropped=True,
+            ),
+        )
 
     @property
     def speakers(self) -> dict[str, Speaker]:
-        sessions = self.claims.sessions if self.claims else {}
+        sessions = self.replica.sessions if self.replica else {}
         return {sid: s.speaker for sid, s in sessions.items() if isinstance(s, TtsSession)}
 
     def _stream_load(self) -> tuple[set[str], int]:
@@ -148,7 +178,7 @@ class TtsService:
 
     async def _on_interrupt(self, msg: Msg) -> None:
         """Barge-in: stop speaking and drop queued synthesis (a session's end does the same
-        through the claims' ``on_ended`` hook, which hears every ended session)."""
+        through the replica's ``on_ended`` hook, which hears every ended session)."""
         try:
             env = Envelope.from_json(msg.data)
         except InvalidEnvelope:
@@ -206,13 +236,13 @@ class TtsService:
 
     async def stop(self) -> None:
         """Drain: no new sessions or streams; finish what is in flight, then let go."""
-        claims = self.claims.drain() if self.claims is not None else asyncio.sleep(0)
-        await asyncio.gather(claims, self._finish_streams())
+        held = self.replica.drain() if self.replica is not None else asyncio.sleep(0)
+        await asyncio.gather(held, self._finish_streams())
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-        if self.claims is not None:
-            await self.claims.stop()
+        if self.replica is not None:
+            await self.replica.stop()
         if self.bus is not None:
             await self.bus.close()
         self._executor.shutdown(wait=False, cancel_futures=True)

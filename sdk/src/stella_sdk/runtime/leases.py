@@ -1,0 +1,278 @@
+"""Who serves a session: a lease in a JetStream key-value bucket, renewed while held.
+
+Why a key-value bucket with a TTL (``stella_leases``): JetStream is already there, so
+nothing new to run or trust; ``create`` is atomic, so when a lease lapses exactly one
+replica wins it; ``update`` names the revision it replaces, so a replica that lost its
+lease (paused, partitioned) learns it on its next renewal and lets go instead of serving
+the session twice; and since nats-server 2.11 a key removed by the bucket's max age leaves
+a marker (``limit_marker_ttl``) that watchers receive at once, so taking over is a
+reaction to an event, not a poll. A lease lapses ``lease_ttl_s`` after its holder's last
+renewal (renewals every quarter of that, all at once).
+
+A deliberate release deletes the key (a ``DEL`` marker): nobody takes that session over.
+A lapse arrives as a ``PURGE`` (``Nats-Marker-Reason: MaxAge``): the holder is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import (
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NotFoundError,
+)
+from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
+from pydantic import ValidationError
+
+from stella_contracts import Lease, subjects
+
+log = logging.getLogger(__name__)
+
+MARKER_TTL_S = 60.0  # how long a lapse or release marker stays readable
+MARKER_REASON = "Nats-Marker-Reason"  # on markers the server leaves (a lapse: MaxAge)
+
+
+@dataclass(frozen=True, slots=True)
+class Lapsed:
+    """A session whose holder for this role stopped renewing its lease."""
+
+    session_id: str
+    previous: Lease | None  # its last value seen here (None: never seen)
+
+
+OnLapse = Callable[[Lapsed], Awaitable[None]]
+OnLost = Callable[[str], Awaitable[None]]
+
+
+async def open_bucket(js: JetStreamContext, ttl_s: float, replicas: int = 1) -> KeyValue:
+    """The leases bucket, created by whichever process comes first (the rest open it)."""
+    try:
+        return await js.key_value(subjects.LEASES_BUCKET)
+    except BucketNotFoundError:
+        pass
+    config = KeyValueConfig(
+        bucket=subjects.LEASES_BUCKET,
+        description="which replica serves which session, per role",
+        ttl=ttl_s,
+        limit_marker_ttl=MARKER_TTL_S,
+        storage=StorageType.MEMORY,  # renewed several times a second; a restart re-leases
+        replicas=replicas,
+        history=1,
+    )
+    return await js.create_key_value(config)
+
+
+class Leases:
+    """This replica's leases for one role: take, renew, release, and hear lapses."""
+
+    def __init__(
+        self, js: JetStreamContext, kv: KeyValue, role: str, instance: str, ttl_s: float
+    ) -> None:
+        self.js = js
+        self.kv = kv
+        self.role = role
+        self.instance = instance
+        self.ttl_s = ttl_s
+        self.held: dict[str, tuple[int, Lease]] = {}  # session → (revision, value)
+        self._seen: dict[str, Lease] = {}  # last value of every lease of the role
+        self._released: set[str] = set()  # deleted on purpose: not to be taken over
+        self._tasks: list[asyncio.Task[None]] = []
+        self._watcher: KeyValue.KeyWatcher | None = None
+
+    def key(self, session_id: str) -> str:
+        return subjects.lease_key(self.role, session_id)
+
+    async def _create(self, key: str, data: bytes) -> int | None:
+        """Write the lease if nobody holds it (no key, or only a release or lapse marker
+        left); its revision, or None. (nats-py's ``create`` does not know the server's
+        lapse markers and refuses those keys.)"""
+        try:
+            return await self.kv.create(key, data)
+        except KeyWrongLastSequenceError:
+            pass
+        try:
+            last = await self.js.get_last_msg(
+                f"KV_{subjects.LEASES_BUCKET}", f"$KV.{subjects.LEASES_BUCKET}.{key}"
+            )
+        except NotFoundError:
+            return None  # gone meanwhile: the next event decides
+        headers = last.headers or {}
+        if headers.get(KV_OP) in (KV_DEL, KV_PURGE) or MARKER_REASON in headers:
+            try:
+                return await self.kv.update(key, data, last=last.seq)
+            except KeyWrongLastSequenceError:
+                return None  # another replica was quicker
+        return None
+
+    async def take(self, session_id: str, ticket: str = "", *, handoff_from: str = "") -> bool:
+        """Hold the session's lease; False if another replica holds it.
+
+        ``handoff_from``: the holder hands it over (draining), so its lease is replaced."""
+        value = Lease(instance=self.instance, ticket=ticket)
+        data = value.model_dump_json().encode()
+        key = self.key(session_id)
+        revision = await self._create(key, data)
+        if revision is None:
+            try:
+                entry = await self.kv.get(key)
+            except KeyNotFoundError:
+                return False  # lapsed or released meanwhile: the next lapse event decides
+            current = _parse(entry.value)
+            if current is None or not (
+                current.instance == self.instance
+                or current.offered  # its holder gives it up (draining)
+                or (handoff_from and current.instance == handoff_from)
+            ):
+                return False
+            if current is not None and current.ticket and not ticket:
+                value = Lease(instance=self.instance, ticket=current.ticket)
+                data = value.model_dump_json().encode()
+            try:
+                revision = await self.kv.update(key, data, last=entry.revision)
+            except KeyWrongLastSequenceError:
+                return False
+        self.held[session_id] = (revision, value)
+        self._released.discard(session_id)
+        return True
+
+    async def release(self, session_id: str) -> None:
+        """Let go on purpose (the session ended, or was handed over): nobody takes it over."""
+        held = self.held.pop(session_id, None)
+        if held is None:
+            return
+        with contextlib.suppress(Exception):  # someone else's now, or NATS is gone
+            await self.kv.delete(self.key(session_id), last=held[0])
+
+    async def offer(self, session_id: str) -> bool:
+        """Give the session up to any other replica of the role (draining); keep serving
+        it until one takes the lease (``on_lost``) or the caller stops waiting."""
+        held = self.held.get(session_id)
+        if held is None:
+            return False
+        revision, value = held
+        offered = Lease(instance=self.instance, ticket=value.ticket, offered=True)
+        try:
+            new = await self.kv.update(
+                self.key(session_id), offered.model_dump_json().encode(), last=revision
+            )
+        except Exception as exc:
+            log.warning("session %s: could not offer it: %s", session_id, exc)
+            return False
+        self.held[session_id] = (new, offered)
+        return True
+
+    def forget(self, session_id: str) -> None:
+        """Stop renewing without deleting (the lease is someone else's already)."""
+        self.held.pop(session_id, None)
+
+    # -- renewing and watching -------------------------------------------------------------
+
+    def start(self, on_lapse: OnLapse, on_lost: OnLost) -> None:
+        """Renew held leases; ``on_lapse`` for another holder's lapse or offer (called in a
+        task of its own), ``on_lost`` when a lease held here turns out to be someone else's."""
+        self._tasks = [
+            asyncio.create_task(self._renew(on_lost), name=f"leases-renew-{self.role}"),
+            asyncio.create_task(self._watch(on_lapse, on_lost), name=f"leases-watch-{self.role}"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()  # type: ignore[no-untyped-call]
+            self._watcher = None
+
+    async def _renew(self, on_lost: OnLost) -> None:
+        while True:
+            await asyncio.sleep(self.ttl_s / 4)
+            held = list(self.held.items())
+            await asyncio.gather(*(self._renew_one(sid, rev, v, on_lost) for sid, (rev, v) in held))
+
+    async def _renew_one(
+        self, session_id: str, revision: int, value: Lease, on_lost: OnLost
+    ) -> None:
+        data = value.model_dump_json().encode()
+        key = self.key(session_id)
+        try:
+            new = await self.kv.update(key, data, last=revision)
+        except KeyWrongLastSequenceError:
+            # lapsed (this process was too busy or cut off to renew in time) or taken:
+            # ours again if nobody took it meanwhile, else the taker serves it now
+            try:
+                revived = await self._create(key, data)
+            except Exception as exc:
+                log.warning("session %s: lease not renewed: %s", session_id, exc)
+                return
+            if revived is None:
+                if session_id in self.held:
+                    log.warning(
+                        "session %s: %s lease taken by another replica", session_id, self.role
+                    )
+                    self.held.pop(session_id, None)
+                    await on_lost(session_id)
+                return
+            new = revived
+            log.warning("session %s: %s lease had lapsed; renewed", session_id, self.role)
+        except Exception as exc:  # NATS away: keep trying; the lease may lapse meanwhile
+            log.warning("session %s: lease not renewed: %s", session_id, exc)
+            return
+        if session_id in self.held:
+            self.held[session_id] = (new, value)
+
+    async def _watch(self, on_lapse: OnLapse, on_lost: OnLost) -> None:
+        spawned: set[asyncio.Task[None]] = set()
+
+        def spawn(call: Awaitable[None]) -> None:  # a take-over must not hold up the watch
+            task = asyncio.ensure_future(call)
+            spawned.add(task)
+            task.add_done_callback(spawned.discard)
+
+        while True:
+            try:
+                self._watcher = watcher = await self.kv.watch(f"{self.role}.*")
+                async for entry in watcher:
+                    if entry is None:
+                        continue  # the end of what was there before we watched
+                    session_id = entry.key[len(self.role) + 1 :]
+                    if entry.operation == KV_DEL:
+                        self._released.add(session_id)
+                        self._seen.pop(session_id, None)
+                    elif entry.operation == KV_PURGE:
+                        previous = self._seen.pop(session_id, None)
+                        if session_id in self._released:
+                            self._released.discard(session_id)  # its DEL marker aged out
+                        elif session_id not in self.held:
+                            spawn(on_lapse(Lapsed(session_id, previous)))
+                    elif (lease := _parse(entry.value)) is not None:
+                        self._seen[session_id] = lease
+                        self._released.discard(session_id)
+                        if lease.instance != self.instance:
+                            if self.held.pop(session_id, None) is not None:
+                                spawn(on_lost(session_id))  # taken from us (we offered it)
+                            elif lease.offered:
+                                spawn(on_lapse(Lapsed(session_id, lease)))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the watch broke (NATS reconnecting): watch again
+                log.warning("lease watch for %s broke (%s); watching again", self.role, exc)
+                await asyncio.sleep(self.ttl_s / 3)
+
+
+def _parse(data: bytes | None) -> Lease | None:
+    try:
+        return Lease.model_validate_json(data or b"")
+    except ValidationError:
+        return None
