@@ -85,6 +85,7 @@ class ToolCallReply:
 
 _RULE_KEYS = {
     "when_user_contains",
+    "when_earlier_contains",
     "when_tool_result_for",
     "reply",
     "text",
@@ -101,6 +102,8 @@ class Rule:
     text: str | None = None
     tool_calls: tuple[ToolCallReply, ...] = ()
     when_user_contains: str | None = None
+    # Text in any message before the last user message (what the model was told earlier).
+    when_earlier_contains: str | None = None
     # A tool name, or a tool_call_id, with a ``role: tool`` message after the last user message.
     when_tool_result_for: str | None = None
     # Override the server's delays for this reply only.
@@ -131,6 +134,7 @@ class Rule:
             text=reply.get("text"),
             tool_calls=tool_calls,
             when_user_contains=data.get("when_user_contains"),
+            when_earlier_contains=data.get("when_earlier_contains"),
             when_tool_result_for=data.get("when_tool_result_for"),
             ttft_delay=data.get("ttft_delay"),
             token_delay=data.get("token_delay"),
@@ -140,6 +144,9 @@ class Rule:
         if self.when_user_contains is not None:
             user = last_user_text(messages)
             if user is None or self.when_user_contains not in user:
+                return False
+        if self.when_earlier_contains is not None:
+            if not any(self.when_earlier_contains in text for text in earlier_texts(messages)):
                 return False
         if self.when_tool_result_for is not None:
             return self.when_tool_result_for in pending_tool_results(messages)
@@ -171,6 +178,12 @@ def last_user_text(messages: Sequence[Json]) -> str | None:
         if m.get("role") == "user":
             return content_text(m.get("content"))
     return None
+
+
+def earlier_texts(messages: Sequence[Json]) -> list[str]:
+    """Every message's text before the last user message."""
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=0)
+    return [content_text(m.get("content")) for m in messages[:last_user]]
 
 
 def last_tool_text(messages: Sequence[Json]) -> str | None:

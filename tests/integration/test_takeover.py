@@ -1,0 +1,146 @@
+"""Crash-proof calls: two replicas each of stt, tts and the agent's runner; one voice call;
+after a turn the replica serving the call in each role is SIGKILLed in turn, and every time
+another replica takes the session over (its lease lapsed) and the user's next spoken turn is
+answered — by the guide's ``MyCustomAgent`` (state in ``self.history``) and by a
+``process()`` agent (history from the recorder), both remembering what was said before the
+kill and neither greeting twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from stella_contracts import AgentText, Envelope, SessionClaimed, TtsDone
+from stella_services.runtime.bus import Bus
+from stella_services.runtime.sessions import open_session
+from tests.support.history import TEST_SECRET
+from tests.support.processes import ServiceProcess
+from tests.support.scripted_openai import Rule, ScriptedOpenAI
+from tests.support.speech import silence, speech_pcm, stream_audio
+from tests.support.voice import VoiceClient
+from tests.support.waiting import DEADLINE_S, until
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+Start = Callable[[str, dict[str, str]], ServiceProcess]
+INTRO = "Nice to meet you, Alice."
+REMEMBERED = "Your name is Alice."
+FORGOTTEN = "I do not know your name."
+AGENTS = {
+    "my-custom-agent": "src.agent:MyCustomAgent",  # the guide's agent: state in self.history
+    "my-agent": "demo_agents.history_agent:MyAgent",  # process() + get_chat_history()
+}
+
+
+@pytest.fixture
+def llm() -> Iterator[ScriptedOpenAI]:
+    with ScriptedOpenAI(
+        [
+            Rule(when_user_contains="Alice", text=INTRO),
+            Rule(when_earlier_contains="Alice", text=REMEMBERED),
+            Rule(text=FORGOTTEN),
+        ]
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def replicas(
+    recorder_env: dict[str, str], start_service: Start, llm: ScriptedOpenAI, tmp_path: Path
+) -> Callable[[str], dict[str, list[ServiceProcess]]]:
+    env = {
+        **recorder_env,
+        **llm.env(),
+        "LIVEKIT_URL": "",
+        "LIVEKIT_API_KEY": "",
+        "LIVEKIT_API_SECRET": "",
+        "ROOM_NAME": "",
+        "TASKS_DB": str(tmp_path / "a.db"),
+        "CLICKHOUSE_URL": "",
+        "STELLA_SECRET": TEST_SECRET,
+        "STELLA_DRAIN_TIMEOUT_S": "2",
+        "STELLA_AGENT_PATH": os.pathsep.join(
+            [str(ROOT / "examples" / "my-agent"), str(ROOT / "examples")]
+        ),
+        "STELLA_STT_PROVIDER": "whisper",
+    }
+
+    def start(agent: str) -> dict[str, list[ServiceProcess]]:
+        start_service("recorder", env)
+        runner = {**env, "STELLA_AGENT": AGENTS[agent]}
+        return {
+            "stt": [start_service("stt", env) for _ in range(2)],
+            "tts": [start_service("tts", env) for _ in range(2)],
+            "agent-runner": [start_service("agent-runner", runner) for _ in range(2)],
+        }
+
+    return start
+
+
+def holder(client: VoiceClient, service: str) -> SessionClaimed:
+    claims = [e.payload for e in client.of("lifecycle.claimed")]
+    return [c for c in claims if isinstance(c, SessionClaimed) and c.service == service][-1]
+
+
+def process_of(processes: list[ServiceProcess], instance: str) -> ServiceProcess:
+    [proc] = [p for p in processes if instance.endswith(f"-{p.pid}")]
+    return proc
+
+
+async def say(bus: Bus, client: VoiceClient, text: str) -> str:
+    """Speak ``text``; return the agent's answer to it (its ``agent.text``)."""
+
+    def user_turns() -> list[Envelope]:  # a resumed agent's on_connect is a turn too
+        done = client.of("agent.turn_done")
+        return [e for e in done if e.payload.turn_id != "connect"]  # type: ignore[attr-defined]
+
+    turns_before = len(user_turns())
+    await stream_audio(bus, client.session_id, silence(300) + speech_pcm(text))
+    await stream_audio(bus, client.session_id, silence(1500))
+    done = await until(lambda: user_turns()[turns_before:], f"the answer to {text!r}")
+    turn_id = done[0].payload.turn_id  # type: ignore[attr-defined]
+    if any(e.payload.turn_id == turn_id for e in client.of("tts.request")):  # type: ignore[attr-defined]
+        await client.said(turn_id)  # spoken to its end before anything is killed
+    texts = [
+        e.payload.text
+        for e in client.of("agent.text")
+        if isinstance(e.payload, AgentText) and e.payload.turn_id == turn_id
+    ]
+    return " ".join(texts)
+
+
+@pytest.mark.parametrize("agent", sorted(AGENTS))
+async def test_a_call_survives_the_kill_of_each_replica_serving_it(
+    bus: Bus, replicas: Callable[[str], dict[str, list[ServiceProcess]]], agent: str
+) -> None:
+    processes = replicas(agent)
+    client = await VoiceClient(bus, str(uuid.uuid4())).attach()
+    await open_session(bus, agent, TEST_SECRET, audio=True, session_id=client.session_id)
+    await asyncio.wait_for(client.turns.get(), DEADLINE_S)  # the greeting
+    greeting = [e for e in client.of("agent.text") if e.payload.turn_id == "connect"]  # type: ignore[attr-defined]
+    assert await say(bus, client, "Hello, my name is Alice.") == INTRO
+
+    for service in ("stt", "tts", "agent-runner"):
+        served_by = holder(client, service)
+        process_of(processes[service], served_by.instance).kill()
+        taken = await until(
+            lambda s=service, gone=served_by.instance: [  # type: ignore[misc]
+                c for c in [holder(client, s)] if c.instance != gone
+            ],
+            f"another {service} replica taking the session over",
+        )
+        assert taken[0].resumed and taken[0].handoff_from == served_by.instance
+        answer = await say(bus, client, "Do you remember what my name is?")
+        assert answer == REMEMBERED, f"after the {service} kill: {answer!r}"
+
+    # nobody greeted twice: the resumed agent's on_connect said nothing
+    again = [e for e in client.of("agent.text") if e.payload.turn_id == "connect"]  # type: ignore[attr-defined]
+    assert len(again) == len(greeting) >= 1
+    # every reply was spoken to its end, also by the replica that took over
+    spoken = [e.payload for e in client.of("tts.done") if isinstance(e.payload, TtsDone)]
+    assert not any(d.dropped or d.interrupted for d in spoken), spoken
