@@ -145,9 +145,9 @@ class Rule:
             user = last_user_text(messages)
             if user is None or self.when_user_contains not in user:
                 return False
-        if self.when_earlier_contains is not None:
-            if not any(self.when_earlier_contains in text for text in earlier_texts(messages)):
-                return False
+        earlier = self.when_earlier_contains
+        if earlier is not None and not any(earlier in t for t in earlier_texts(messages)):
+            return False
         if self.when_tool_result_for is not None:
             return self.when_tool_result_for in pending_tool_results(messages)
         return True
