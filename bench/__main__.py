@@ -12,7 +12,7 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.table import Table
 
-from bench import capacity, llm, recorder, speech
+from bench import capacity, llm, recorder, speech, takeover
 from bench import table as table_file
 from bench.figures import Figure
 from bench.platform import BenchPlatform, bench_platform
@@ -22,6 +22,7 @@ SUITES: dict[str, Callable[[BenchPlatform], list[Figure]]] = {
     "speech": speech.run,
     "llm": llm.run,
     "capacity": capacity.run,
+    "takeover": takeover.run,
 }
 
 

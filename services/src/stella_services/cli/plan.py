@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,11 +19,11 @@ class ProcessSpec:
     cwd: Path | None = None
 
 
-def example_dir() -> Path | None:
-    """The guide's example project, when running from a checkout of the repository."""
-    configured = os.environ.get("STELLA_EXAMPLE_AGENT_DIR")
-    if configured:
-        return Path(configured)
+def example_dir(configured: Path | None = None) -> Path | None:
+    """The guide's example project: ``configured`` (``STELLA_EXAMPLE_AGENT_DIR``), else the
+    checkout's ``examples/my-agent``."""
+    if configured is not None:
+        return configured
     here = Path(__file__).resolve()
     for parent in here.parents:
         candidate = parent / "examples" / "my-agent"

@@ -182,13 +182,15 @@ def up(
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     # the agents must know the llm's port before it starts: a fixed one, not 0
-    llm_port = int(os.environ.get("STELLA_LLM_PORT") or 0) or _free_or(8090) or free_port()
+    llm_port = settings.llm_port or _free_or(8090) or free_port()
     try:
-        plan = local_plan(data_dir, dict(os.environ), example_dir(), services, llm_port)
+        plan = local_plan(
+            data_dir, dict(os.environ), example_dir(settings.example_agent_dir), services, llm_port
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     platform_secret(data_dir)  # made once here, so the children never race to create it
-    new_key = None if os.environ.get("STELLA_API_KEYS") else create_local_key(data_dir)
+    new_key = None if settings.api_keys else create_local_key(data_dir)
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -239,7 +241,7 @@ def _summary(
     new_key: str | None,
     llm: str,
 ) -> None:
-    dsn = os.environ.get("CLICKHOUSE_URL") or f"chdb:///{data_dir / 'clickhouse'} (embedded)"
+    dsn = settings.clickhouse_url or f"chdb:///{data_dir / 'clickhouse'} (embedded)"
     key = new_key or "$STELLA_API_KEY"
     console.print()
     console.print("[bold]STELLA is up[/]")
@@ -252,7 +254,7 @@ def _summary(
         console.print(
             f"                 shown once; stored hashed in {data_dir / 'api-keys'}", style="dim"
         )
-    elif not os.environ.get("STELLA_API_KEYS"):
+    elif not settings.api_keys:
         console.print(
             "  API key        the one printed at the first `make up` "
             f"(delete {data_dir / 'api-keys'} for a new one)"
@@ -263,14 +265,14 @@ def _summary(
     if llm:
         console.print(f"  local LLM      {llm}  (OpenAI API; no OPENAI_API_KEY was set)")
     elif agent:
-        where = os.environ.get("OPENAI_BASE_URL") or "OpenAI"
+        where = settings.openai_base_url or "OpenAI"
         console.print(f"  LLM            {where}  (OPENAI_API_KEY / OPENAI_BASE_URL)")
     console.print(f"  logs           {logs}")
     console.print()
     console.print("  in another terminal, from any folder:")
     for command in printed_commands(nats_url, data_dir, settings.history_addr, agent, gateway, key):
         console.print(f"    {command}", markup=False)
-    if os.environ.get("STELLA_SECRET"):
+    if settings.secret:
         console.print("    (and export STELLA_SECRET as it is set for stella up)", style="dim")
     console.print("  Ctrl-C stops everything.")
 

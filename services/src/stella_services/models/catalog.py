@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MANIFEST = "manifest.json"
 
@@ -21,13 +23,21 @@ class ModelPreparationError(RuntimeError):
     """A model cannot be prepared or found; the message names what to install or run."""
 
 
+class ModelSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STELLA_", extra="ignore", populate_by_name=True)
+
+    models_dir: Path | None = Field(default=None, description="prepared model weights")
+    xdg_cache_home: Path | None = Field(
+        default=None, validation_alias="XDG_CACHE_HOME", description="the user's cache folder"
+    )
+
+
 def models_dir() -> Path:
     """``STELLA_MODELS_DIR``, else ``$XDG_CACHE_HOME/stella/models`` (shared by every checkout)."""
-    configured = os.environ.get("STELLA_MODELS_DIR")
-    if configured:
-        return Path(configured)
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "stella" / "models"
+    settings = ModelSettings()
+    if settings.models_dir is not None:
+        return settings.models_dir
+    return (settings.xdg_cache_home or Path.home() / ".cache") / "stella" / "models"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 ENV_DIR = "STELLA_CLICKHOUSE_MIGRATIONS"
+
+
+class MigrationSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STELLA_", extra="ignore")
+
+    clickhouse_migrations: Path | None = Field(
+        default=None, description="folder of NNNN_name.sql migrations (default: found)"
+    )
 
 
 class MigrationsNotFound(FileNotFoundError):
@@ -25,8 +35,9 @@ class Migration:
 def migrations_dir() -> Path:
     """Where the .sql files are: the env override, the copy inside a built wheel, or the repo."""
     candidates = []
-    if os.environ.get(ENV_DIR):
-        candidates.append(Path(os.environ[ENV_DIR]))
+    configured = MigrationSettings().clickhouse_migrations
+    if configured is not None:
+        candidates.append(configured)
     here = Path(__file__).resolve()
     candidates.append(here.parent / "migrations")  # wheel: force-included by hatch
     candidates.extend(p / "deploy" / "clickhouse" / "migrations" for p in here.parents)

@@ -6,7 +6,16 @@ import os
 import secrets
 from pathlib import Path
 
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 MIN_LENGTH = 32
+
+
+class SecretSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STELLA_", extra="ignore")
+
+    secret: str = Field(default="", description="signs session and admin tokens (>= 32 chars)")
 
 
 class SecretError(RuntimeError):
@@ -15,7 +24,7 @@ class SecretError(RuntimeError):
 
 def platform_secret(data_dir: Path, create: bool = True) -> str:
     """``STELLA_SECRET`` if set; else ``<data_dir>/secret``, created (mode 600) when missing."""
-    given = os.environ.get("STELLA_SECRET", "")
+    given = SecretSettings().secret
     if given:
         if len(given) < MIN_LENGTH:
             raise SecretError(f"STELLA_SECRET must be at least {MIN_LENGTH} characters")

@@ -7,7 +7,6 @@ installed so every envelope gets a real ``traceparent`` even when nothing is exp
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,6 +16,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stella_sdk.bus import current_traceparent
 
@@ -55,18 +56,32 @@ def _exporter(name: str) -> SpanExporter | None:
     )
 
 
+class TelemetrySettings(BaseSettings):
+    """The standard OpenTelemetry variables STELLA reads itself (no STELLA_ prefix)."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    otel_service_name: str = Field(
+        default="", validation_alias="OTEL_SERVICE_NAME", description="default stella-<service>"
+    )
+    otel_traces_exporter: str = Field(
+        default="none", validation_alias="OTEL_TRACES_EXPORTER", description="none, console, otlp"
+    )
+
+
 def setup_telemetry(service: str, instance: str) -> None:
     global _configured
     if _configured:
         return
+    settings = TelemetrySettings()
     resource = Resource.create(
         {
-            "service.name": os.environ.get("OTEL_SERVICE_NAME", f"stella-{service}"),
+            "service.name": settings.otel_service_name or f"stella-{service}",
             "service.instance.id": instance,
         }
     )
     provider = TracerProvider(resource=resource)
-    exporter = _exporter(os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower())
+    exporter = _exporter(settings.otel_traces_exporter.strip().lower())
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 import wave
@@ -115,7 +114,8 @@ class OpenAIRecognizer:
     """OpenAI's /v1/audio/transcriptions (or a compatible server) on one utterance.
 
     ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL`` come from the environment, the model from
-    ``STELLA_OPENAI_STT_MODEL``. Synchronous client: recognition runs on a worker thread.
+    ``STELLA_OPENAI_STT_MODEL`` (``SttSettings``). Synchronous client: recognition runs on a
+    worker thread.
     """
 
     name = "openai"
@@ -132,7 +132,7 @@ class OpenAIRecognizer:
             self._client = client or openai.OpenAI(timeout=timeout_s)
         except openai.OpenAIError as exc:
             raise RecognizerUnavailable(f"stt provider openai: {exc}") from exc
-        self.model = model or os.environ.get("STELLA_OPENAI_STT_MODEL") or OPENAI_STT_MODEL
+        self.model = model or OPENAI_STT_MODEL
 
     def transcribe(self, samples: np.ndarray) -> str:
         if samples.size == 0:
@@ -145,13 +145,15 @@ class OpenAIRecognizer:
         return result.text.strip()
 
 
-def create_recognizer(provider: str, threads: int = 2) -> Recognizer:
+def create_recognizer(
+    provider: str, threads: int = 2, openai_model: str = OPENAI_STT_MODEL
+) -> Recognizer:
     if provider == "whisper":
         return FasterWhisperRecognizer(threads)
     if provider == "sherpa":
         return SherpaWhisperRecognizer(threads)
     if provider == "openai":
-        return OpenAIRecognizer()
+        return OpenAIRecognizer(model=openai_model)
     raise RecognizerUnavailable(
         f"stt provider {provider!r} is not available (sherpa, whisper, openai are)"
     )

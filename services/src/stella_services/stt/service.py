@@ -99,7 +99,11 @@ class SttService:
         vad_model = str(catalog.model_path(catalog.SILERO_VAD) / "silero_vad.onnx")
         self._vads = VadPool(lambda: SileroVAD(audio.SAMPLE_RATE, vad_model))
         self.recognizer = await loop.run_in_executor(
-            self._executor, create_recognizer, self.settings.stt_provider, self.settings.stt_threads
+            self._executor,
+            create_recognizer,
+            self.settings.stt_provider,
+            self.settings.stt_threads,
+            self.settings.openai_stt_model,
         )
         if self.settings.stt_provider != "openai":  # a paid call would warm nothing
             await self.transcribe(np.zeros(audio.SAMPLE_RATE, dtype=np.float32))

@@ -8,6 +8,9 @@ from stella_services.runtime.settings import ServiceSettings
 class SttSettings(ServiceSettings):
     stt_provider: str = Field(default="sherpa", description="sherpa, whisper or openai")
     stt_threads: int = Field(default=2, ge=1)
+    openai_stt_model: str = Field(
+        default="gpt-4o-mini-transcribe", description="the model of the openai provider"
+    )
     vad_threshold: float = Field(default=0.5, gt=0, lt=1)
     vad_min_silence_ms: int = Field(default=300, ge=100, description="silence that ends a turn")
     vad_min_speech_ms: int = Field(default=90, ge=0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -151,7 +150,7 @@ class OpenAIEngine:
             self._client = client or openai.OpenAI(timeout=timeout_s)
         except openai.OpenAIError as exc:
             raise EngineUnavailable(f"tts provider openai: {exc}") from exc
-        self.model = model or os.environ.get("STELLA_OPENAI_TTS_MODEL") or OPENAI_TTS_MODEL
+        self.model = model or OPENAI_TTS_MODEL
         if default_voice in OPENAI_VOICES:
             self.default_voice = default_voice
         else:
@@ -170,13 +169,13 @@ class OpenAIEngine:
         return pcm.astype(np.float32) / 32768.0
 
 
-def create_engine(provider: str, voice: str) -> SpeechEngine:
+def create_engine(provider: str, voice: str, openai_model: str = OPENAI_TTS_MODEL) -> SpeechEngine:
     if provider == "kokoro":
         return KokoroEngine(default_voice=voice)
     if provider == "piper":
         return PiperEngine(default_voice=voice)
     if provider == "openai":
-        return OpenAIEngine(default_voice=voice)
+        return OpenAIEngine(model=openai_model, default_voice=voice)
     raise EngineUnavailable(
         f"tts provider {provider!r} is not available (kokoro, piper, openai are)"
     )

@@ -88,7 +88,11 @@ class TtsService:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.engine = await loop.run_in_executor(
-            self._executor, create_engine, self.settings.tts_provider, self.settings.tts_voice
+            self._executor,
+            create_engine,
+            self.settings.tts_provider,
+            self.settings.tts_voice,
+            self.settings.openai_tts_model,
         )
         if self.settings.tts_provider != "openai":  # warm-up: the first request is not slower
             await self.synthesize("Ready.", "")
