@@ -236,6 +236,6 @@ class Run:
         assert log.sources(sid, "tts.done") == {s.tts}
         assert log.sources(sid, "agent.text") == {s.runner}
         claims = [str(e.source) for e in log.of(sid, "lifecycle.claimed")]
-        assert sorted(claims) == sorted([s.stt, s.tts])
+        assert sorted(claims) == sorted([s.stt, s.tts, s.runner])
         [result] = [e.payload for e in log.of(sid, "tool.result")]
         assert isinstance(result, ToolResult) and result.ok

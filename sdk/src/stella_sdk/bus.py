@@ -16,9 +16,11 @@ from collections.abc import Mapping
 import nats
 from nats.aio.client import Client as NATS
 from nats.aio.subscription import Subscription
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from nats.js.errors import NotFoundError
+from nats.js.errors import NoStreamResponseError, NotFoundError, ServiceUnavailableError
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -35,6 +37,8 @@ from stella_contracts import (
 log = logging.getLogger(__name__)
 
 MSG_ID = "Nats-Msg-Id"
+PUBLISH_DEADLINE_S = 30.0  # an event is retried this long before its publisher gives up
+PUBLISH_RETRY_S = 0.25
 WAIT_LOG_EVERY_S = 10.0  # while NATS is unreachable at start, how often to say so
 _propagator = TraceContextTextMapPropagator()
 
@@ -129,12 +133,25 @@ class Bus:
         return envelope
 
     async def publish(self, envelope: Envelope, timeout: float = 5.0) -> PubAck:
-        return await self.js.publish(
-            envelope.subject,
-            envelope.to_json(),
-            timeout=timeout,
-            headers={MSG_ID: str(envelope.id)},
-        )
+        """Store one envelope; retried until stored or ``PUBLISH_DEADLINE_S`` has passed.
+
+        A JetStream cluster that lost a node elects a new stream leader in a few seconds
+        and NATS clients reconnect meanwhile; the envelope's id (``Nats-Msg-Id``) makes a
+        retry of a publish that was in fact stored a duplicate the stream drops."""
+        deadline = time.monotonic() + PUBLISH_DEADLINE_S
+        while True:
+            try:
+                return await self.js.publish(
+                    envelope.subject,
+                    envelope.to_json(),
+                    timeout=timeout,
+                    headers={MSG_ID: str(envelope.id)},
+                )
+            except (NatsTimeout, NoRespondersError, ServiceUnavailableError, NoStreamResponseError):
+                if time.monotonic() + PUBLISH_RETRY_S >= deadline:
+                    raise
+                log.warning("%s not stored yet; retrying (NATS failing over?)", envelope.type)
+                await asyncio.sleep(PUBLISH_RETRY_S)
 
     async def publish_nowait(self, envelope: Envelope) -> asyncio.Future[PubAck]:
         """Publish without waiting for the store ack; await the future to confirm."""

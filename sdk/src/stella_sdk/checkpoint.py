@@ -53,12 +53,18 @@ class Checkpoints:
         self.kv = kv
 
     @classmethod
-    async def open(cls, js: JetStreamContext) -> Checkpoints:
+    async def open(cls, js: JetStreamContext, replicas: int = 1) -> Checkpoints:
         try:
             kv = await js.key_value(BUCKET)
         except BucketNotFoundError:
             kv = await js.create_key_value(
-                KeyValueConfig(bucket=BUCKET, history=1, ttl=MAX_AGE_S, description=__doc__)
+                KeyValueConfig(
+                    bucket=BUCKET,
+                    history=1,
+                    ttl=MAX_AGE_S,
+                    replicas=replicas,
+                    description="an agent's state per session, for resuming it elsewhere",
+                )
             )
         return cls(kv)
 

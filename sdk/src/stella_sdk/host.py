@@ -78,7 +78,7 @@ class AgentHost:
         self.bus = await Bus.open(
             self.settings.nats_servers(), service=SERVICE, instance=self.settings.instance
         )
-        self.checkpoints = await Checkpoints.open(self.bus.js)
+        self.checkpoints = await Checkpoints.open(self.bus.js, self.settings.stream_replicas)
         self.replica = Replica(
             self.bus,
             self.settings,

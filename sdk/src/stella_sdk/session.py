@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js.api import DeliverPolicy
 
 from stella_contracts import (
     AgentText,
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 current_session: ContextVar[AgentSession | None] = ContextVar("stella_session", default=None)
 
 CONNECT_TURN = "connect"
+EVENTS_HEARTBEAT_S = 1.0  # a lost events consumer is noticed and recreated within a few of these
 FIRST_AUDIO_TIMEOUT_S = 15.0
 
 
@@ -153,9 +155,18 @@ class AgentSession:
 
     async def start(self) -> bool:
         """Subscribe before the dispatch is answered, so no event of the session is missed.
-        False (and nothing started) if the session has ended already."""
-        self._sub = await self.bus.nc.subscribe(
-            subjects.session_events(self.session_id), cb=self._on_message
+        False (and nothing started) if the session has ended already.
+
+        The events come from JetStream (an ordered consumer of the session's subjects), not
+        from a plain subscription: when this runner's NATS node dies and it reconnects to
+        another, what was published meanwhile is delivered then instead of lost."""
+        self._sub = await self.bus.js.subscribe(
+            subjects.session_events(self.session_id),
+            stream=subjects.EVENTS_STREAM,
+            cb=self._on_message,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.NEW,
+            idle_heartbeat=EVENTS_HEARTBEAT_S,
         )
         if await self.bus.has_ended(self.session_id):  # its opener gave up on us
             await self._sub.unsubscribe()

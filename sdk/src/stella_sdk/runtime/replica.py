@@ -124,7 +124,9 @@ class Replica:
 
     async def start(self, *claims: ClaimSubject) -> None:
         nc = self.bus.nc
-        kv = await open_bucket(self.bus.js, self.settings.lease_ttl_s)
+        kv = await open_bucket(
+            self.bus.js, self.settings.lease_ttl_s, self.settings.stream_replicas
+        )
         self._leases = Leases(
             self.bus.js, kv, self.role, self.settings.instance, self.settings.lease_ttl_s
         )

@@ -44,5 +44,12 @@ class RuntimeSettings(BaseSettings):
         "another replica of its role then takes the session over",
     )
 
+    stream_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="copies JetStream keeps of the event streams and buckets (3 on a cluster)",
+    )
+
     def nats_servers(self) -> list[str]:
         return [u.strip() for u in self.nats_url.split(",") if u.strip()]

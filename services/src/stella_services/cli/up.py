@@ -33,9 +33,12 @@ from stella_services.runtime.nats_server import (
     LocalNats,
     NatsUnavailable,
     answers_with_jetstream,
+    cluster_url,
     free_port,
+    local_cluster,
     port_in_use,
     url_host_port,
+    wait_until_answers,
 )
 from stella_services.runtime.secret import platform_secret
 
@@ -65,11 +68,23 @@ class Child:
                 log.flush()
 
 
-def _ensure_nats(settings: CliSettings, logs: Path) -> tuple[str, LocalNats | None]:
+def _ensure_nats(settings: CliSettings, logs: Path, cluster: int) -> tuple[str, list[LocalNats]]:
+    """NATS for the platform: the one at ``NATS_URL`` if it answers, else ours; with
+    ``cluster`` > 1 always our own cluster of that many nodes on loopback."""
+    if cluster > 1:
+        nodes = local_cluster(cluster, settings.data_dir / "nats-cluster", logs)
+        with console.status(f"starting a {cluster}-node nats-server cluster (JetStream)…"):
+            for node in nodes:
+                node.start()
+            url = cluster_url(nodes)
+            asyncio.run(wait_until_answers(url, timeout=60))
+        pids = ", ".join(str(n.process.pid) for n in nodes if n.process is not None)
+        console.print(f"[green]✓[/] nats-server cluster of {cluster} at {url} (pids {pids})")
+        return url, nodes
     url = settings.nats_url
     if asyncio.run(answers_with_jetstream(url)):
         console.print(f"[green]✓[/] NATS answers at {url} (JetStream on)")
-        return url, None
+        return url, []
     host, port = url_host_port(url)
     if host not in ("127.0.0.1", "localhost") or port_in_use(host, port):
         port = 0  # something else holds the port (or a remote URL): run ours on a free one
@@ -79,7 +94,7 @@ def _ensure_nats(settings: CliSettings, logs: Path) -> tuple[str, LocalNats | No
     console.print(
         f"[green]✓[/] nats-server started at {local.url} (pid {local.process.pid})"  # type: ignore[union-attr]
     )
-    return local.url, local
+    return local.url, [local]
 
 
 def _start(spec: ProcessSpec, env: dict[str, str], logs: Path) -> Child:
@@ -103,7 +118,7 @@ def _free_or(port: int) -> int:
     return 0 if port_in_use("127.0.0.1", port) else port
 
 
-def _stop_all(children: list[Child], nats: LocalNats | None) -> None:
+def _stop_all(children: list[Child], nats: list[LocalNats]) -> None:
     for child in reversed(children):
         if child.process.poll() is None:
             child.process.terminate()
@@ -113,8 +128,8 @@ def _stop_all(children: list[Child], nats: LocalNats | None) -> None:
         except subprocess.TimeoutExpired:
             child.process.kill()
             child.process.wait()
-    if nats is not None:
-        nats.stop()
+    for node in nats:
+        node.stop()
 
 
 def _supervise(
@@ -122,7 +137,7 @@ def _supervise(
     plan: list[ProcessSpec],
     env: dict[str, str],
     logs: Path,
-    nats: LocalNats | None,
+    nats: list[LocalNats],
     policy: RestartPolicy = RestartPolicy(),
 ) -> None:
     """Restart whatever exits on its own (nats-server included) with backoff; return never,
@@ -147,23 +162,28 @@ def _supervise(
         )
         restart_at[name] = now + delay
 
+    def node_name(i: int) -> str:
+        return "nats-server" if len(nats) == 1 else f"nats-server-{i + 1}"
+
     while True:
-        nats_process = nats.process if nats is not None else None
-        exited = nats_process is not None and nats_process.poll() is not None
-        if exited and nats_process is not None and "nats-server" not in restart_at:
-            crashed("nats-server", nats_process.returncode, logs / "nats.log")
+        for i, node in enumerate(nats):
+            name, process = node_name(i), node.process
+            if process is not None and process.poll() is not None and name not in restart_at:
+                crashed(name, process.returncode, node.log_file or logs / "nats.log")
         for child in children:
             if child.name not in restart_at and child.process.poll() is not None:
                 crashed(child.name, child.process.returncode, logs / f"{child.name}.err.log")
         now = time.monotonic()
-        if nats is not None and restart_at.get("nats-server", now + 1) <= now:
-            del restart_at["nats-server"]
-            try:
-                nats.start()  # same port and store: the services reconnect by themselves
-                console.print(f"[green]✓[/] nats-server restarted (pid {nats.process.pid})")  # type: ignore[union-attr]
-            except NatsUnavailable as exc:
-                crashed("nats-server", None, logs / "nats.log")
-                console.print(f"[yellow]nats-server did not restart: {exc}[/]")
+        for i, node in enumerate(nats):
+            name = node_name(i)
+            if restart_at.get(name, now + 1) <= now:
+                del restart_at[name]
+                try:
+                    node.start()  # same port and store: the services reconnect by themselves
+                    console.print(f"[green]✓[/] {name} restarted (pid {node.process.pid})")  # type: ignore[union-attr]
+                except NatsUnavailable as exc:
+                    crashed(name, None, node.log_file or logs / "nats.log")
+                    console.print(f"[yellow]{name} did not restart: {exc}[/]")
         for i, child in enumerate(children):
             if restart_at.get(child.name, now + 1) <= now:
                 del restart_at[child.name]
@@ -175,6 +195,9 @@ def _supervise(
 def up(
     services: list[str] | None = typer.Option(None, "--service", "-s", help="start only these"),
     ready_timeout: float = typer.Option(120.0, help="seconds to wait for each service"),
+    cluster: int = typer.Option(
+        1, "--cluster", min=1, max=5, help="run this many NATS nodes (3: events kept R3)"
+    ),
 ) -> None:
     """Start NATS (unless NATS_URL answers), ClickHouse (embedded) and every service."""
     settings = CliSettings()
@@ -199,10 +222,12 @@ def up(
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     children: list[Child] = []
-    nats: LocalNats | None = None
+    nats: list[LocalNats] = []
     try:
-        nats_url, nats = _ensure_nats(settings, logs)
+        nats_url, nats = _ensure_nats(settings, logs, cluster)
         env = {**os.environ, "NATS_URL": nats_url, "STELLA_DATA_DIR": str(data_dir)}
+        if cluster > 1:  # every stream and bucket on three nodes: one may die
+            env["STELLA_STREAM_REPLICAS"] = str(min(3, cluster))
         env.setdefault("STELLA_GATEWAY_PORT", str(_free_or(8080)))
         for spec in plan:
             name = spec.name

@@ -55,7 +55,7 @@ class GatewayService:
             )
         secret = platform_secret(s.data_dir)
         self.bus = await Bus.connect(s, self.name)
-        await self.bus.ensure_streams(s.events_max_age_days)
+        await self.bus.ensure_streams(s.events_max_age_days, s.stream_replicas)
         sessions = LiveSessions(
             self.bus, Limits(s.idle_timeout_s, s.max_duration_s, s.disconnect_grace_s)
         )

@@ -40,7 +40,7 @@ class RecorderService:
         if applied:
             log.info("ClickHouse schema now at %s", applied[-1])
         self.bus = await Bus.connect(s, self.name)
-        await self.bus.ensure_streams(s.events_max_age_days)
+        await self.bus.ensure_streams(s.events_max_age_days, s.stream_replicas)
         self.recorder = EventRecorder(
             self.bus,
             self.store,

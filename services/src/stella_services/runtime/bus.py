@@ -24,6 +24,6 @@ class Bus(_SdkBus):
         assert isinstance(bus, Bus)
         return bus
 
-    async def ensure_streams(self, events_max_age_days: float = 30.0) -> None:
-        await ensure_stream(self.js, events_stream(events_max_age_days))
-        await ensure_stream(self.js, deadletter_stream())
+    async def ensure_streams(self, events_max_age_days: float = 30.0, replicas: int = 1) -> None:
+        await ensure_stream(self.js, events_stream(events_max_age_days, replicas))
+        await ensure_stream(self.js, deadletter_stream(replicas))

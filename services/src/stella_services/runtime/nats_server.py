@@ -57,7 +57,7 @@ async def answers_with_jetstream(url: str, timeout: float = 1.5) -> bool:
     try:
         nc = await asyncio.wait_for(
             nats.connect(
-                url,
+                [u.strip() for u in url.split(",") if u.strip()],  # a cluster: any node
                 connect_timeout=timeout,
                 max_reconnect_attempts=0,
                 allow_reconnect=False,
@@ -77,14 +77,21 @@ async def answers_with_jetstream(url: str, timeout: float = 1.5) -> bool:
             await nc.close()
 
 
+CLUSTER_NAME = "stella"
+
+
 @dataclass
 class LocalNats:
-    """A ``nats-server -js`` child process on loopback; stopped by its PID."""
+    """A ``nats-server -js`` child process on loopback; stopped by its PID. With
+    ``cluster_port`` set it is one node of a cluster (see :func:`local_cluster`)."""
 
     store_dir: Path
     port: int = 0
     host: str = "127.0.0.1"
     log_file: Path | None = None
+    server_name: str = ""
+    cluster_port: int = 0  # 0: a single server
+    routes: tuple[str, ...] = ()  # the other nodes' cluster URLs
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -98,6 +105,13 @@ class LocalNats:
             raise NatsUnavailable(f"{self.host}:{self.port} is already in use")
         self.store_dir.mkdir(parents=True, exist_ok=True)
         args = [binary(), "-js", "-sd", str(self.store_dir), "-a", self.host, "-p", str(self.port)]
+        if self.cluster_port:
+            args += [
+                "--server_name", self.server_name or f"n{self.port}",
+                "--cluster_name", CLUSTER_NAME,
+                "--cluster", f"nats://{self.host}:{self.cluster_port}",
+                "--routes", ",".join(self.routes),
+            ]  # fmt: skip
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(args, stdout=out, stderr=out)
         deadline = time.monotonic() + timeout
@@ -119,6 +133,29 @@ class LocalNats:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def local_cluster(size: int, store_dir: Path, log_dir: Path | None = None) -> list[LocalNats]:
+    """``size`` nodes of one JetStream cluster on loopback (not started): free client and
+    cluster ports, each node routed to the others, each with its own store."""
+    cluster_ports = [free_port() for _ in range(size)]
+    routes = [f"nats://127.0.0.1:{p}" for p in cluster_ports]
+    return [
+        LocalNats(
+            store_dir=store_dir / f"n{i + 1}",
+            port=free_port(),
+            log_file=log_dir / f"nats-{i + 1}.log" if log_dir else None,
+            server_name=f"n{i + 1}",
+            cluster_port=cluster_ports[i],
+            routes=tuple(r for j, r in enumerate(routes) if j != i),
+        )
+        for i in range(size)
+    ]
+
+
+def cluster_url(nodes: list[LocalNats]) -> str:
+    """The URL list clients connect with (any node; they fail over to the others)."""
+    return ",".join(node.url for node in nodes)
 
 
 def url_host_port(url: str) -> tuple[str, int]:

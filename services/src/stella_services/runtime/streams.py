@@ -11,8 +11,9 @@ from stella_contracts import subjects
 DUPLICATE_WINDOW_S = 600.0  # re-publishes of one envelope id within this window are dropped
 
 
-def events_stream(max_age_days: float) -> StreamConfig:
+def events_stream(max_age_days: float, replicas: int = 1) -> StreamConfig:
     return StreamConfig(
+        num_replicas=replicas,
         name=subjects.EVENTS_STREAM,
         subjects=[subjects.all_session_events()],
         retention=RetentionPolicy.LIMITS,
@@ -23,8 +24,9 @@ def events_stream(max_age_days: float) -> StreamConfig:
     )
 
 
-def deadletter_stream() -> StreamConfig:
+def deadletter_stream(replicas: int = 1) -> StreamConfig:
     return StreamConfig(
+        num_replicas=replicas,
         name=subjects.DEADLETTER_STREAM,
         subjects=[subjects.all_deadletters()],
         retention=RetentionPolicy.LIMITS,

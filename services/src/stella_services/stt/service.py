@@ -108,7 +108,9 @@ class SttService:
         if self.settings.stt_provider != "openai":  # a paid call would warm nothing
             await self.transcribe(np.zeros(audio.SAMPLE_RATE, dtype=np.float32))
         self.bus = await Bus.connect(self.settings, self.name)
-        await self.bus.ensure_streams(self.settings.events_max_age_days)
+        await self.bus.ensure_streams(
+            self.settings.events_max_age_days, self.settings.stream_replicas
+        )
         self.replica = Replica(self.bus, self.settings, self.name, self.open_session)
         await self.replica.start(speech_claims(self.name))
 

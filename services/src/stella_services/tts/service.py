@@ -97,7 +97,9 @@ class TtsService:
         if self.settings.tts_provider != "openai":  # warm-up: the first request is not slower
             await self.synthesize("Ready.", "")
         self.bus = await Bus.connect(self.settings, self.name)
-        await self.bus.ensure_streams(self.settings.events_max_age_days)
+        await self.bus.ensure_streams(
+            self.settings.events_max_age_days, self.settings.stream_replicas
+        )
         nc = self.bus.nc
         self.replica = Replica(
             self.bus,
