@@ -6,7 +6,6 @@ by the real `openai` client."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,28 +16,12 @@ from stella_contracts import EndReason, ToolResult
 from stella_services.runtime.bus import Bus
 from stella_services.runtime.sessions import end_session
 from tests.support.conversation import Conversation
+from tests.support.guide import guide_env
 from tests.support.history import HistoryClient
 from tests.support.processes import ServiceProcess
 from tests.support.scripted_openai import Rule, ScriptedOpenAI, ToolCallReply
 
-ROOT = Path(__file__).resolve().parents[2]
-MY_AGENT = ROOT / "examples" / "my-agent"
 Start = Callable[[str, dict[str, str]], ServiceProcess]
-
-
-def guide_env(base: dict[str, str], llm: ScriptedOpenAI, tmp: Path) -> dict[str, str]:
-    """What the guide's Settings require, plus where STELLA and the LLM are."""
-    return {
-        **base,
-        **llm.env(),
-        "LIVEKIT_URL": "",
-        "LIVEKIT_API_KEY": "",
-        "LIVEKIT_API_SECRET": "",
-        "ROOM_NAME": "",
-        "OPENAI_MODEL": "scripted-model",
-        "TASKS_DB": str(tmp / "agent.db"),
-        "STELLA_AGENT_PATH": os.pathsep.join([str(MY_AGENT), str(ROOT)]),
-    }
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ kill and neither greeting twice."""
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from stella_contracts import AgentText, Envelope, SessionClaimed, TtsDone
 from stella_services.runtime.bus import Bus
 from stella_services.runtime.sessions import open_session
+from tests.support.guide import guide_env
 from tests.support.history import TEST_SECRET
 from tests.support.processes import ServiceProcess
 from tests.support.scripted_openai import Rule, ScriptedOpenAI
@@ -26,7 +26,6 @@ from tests.support.voice import VoiceClient
 from tests.support.waiting import DEADLINE_S, until
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 Start = Callable[[str, dict[str, str]], ServiceProcess]
 INTRO = "Nice to meet you, Alice."
 REMEMBERED = "Your name is Alice."
@@ -54,19 +53,10 @@ def replicas(
     recorder_env: dict[str, str], start_service: Start, llm: ScriptedOpenAI, tmp_path: Path
 ) -> Callable[[str], dict[str, list[ServiceProcess]]]:
     env = {
-        **recorder_env,
-        **llm.env(),
-        "LIVEKIT_URL": "",
-        "LIVEKIT_API_KEY": "",
-        "LIVEKIT_API_SECRET": "",
-        "ROOM_NAME": "",
-        "TASKS_DB": str(tmp_path / "a.db"),
+        **guide_env(recorder_env, llm, tmp_path),
         "CLICKHOUSE_URL": "",
         "STELLA_SECRET": TEST_SECRET,
         "STELLA_DRAIN_TIMEOUT_S": "2",
-        "STELLA_AGENT_PATH": os.pathsep.join(
-            [str(ROOT / "examples" / "my-agent"), str(ROOT / "examples")]
-        ),
         "STELLA_STT_PROVIDER": "whisper",
     }
 
