@@ -13,6 +13,7 @@ import re
 import select
 import shlex
 import shutil
+import signal
 import subprocess
 import time
 import tomllib
@@ -197,9 +198,14 @@ def serve_until_ready(
         try:
             code = proc.wait(30)
         except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR2)  # its tasks' stacks, then its threads'
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(1)  # the dumps are written by the process itself: a moment to do so
             proc.kill()
             proc.wait()
-            raise
+            raise AssertionError(
+                f"no exit 30 s after SIGTERM\n{log.read_text()[-12000:]}"
+            ) from None
     assert code == 0, log.read_text()[-3000:]
     assert not (tmp_path / "ready").exists()
 

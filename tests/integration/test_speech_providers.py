@@ -25,6 +25,7 @@ from stella_services.stt.recognizers import (
     RecognizerUnavailable,
     create_recognizer,
 )
+from stella_services.stt.settings import SttSettings
 from stella_services.tts.chunking import speech_chunks
 from stella_services.tts.engines import (
     EngineUnavailable,
@@ -33,6 +34,7 @@ from stella_services.tts.engines import (
     create_engine,
     to_bus_pcm,
 )
+from stella_services.tts.settings import TtsSettings
 from tests.support.processes import ServiceProcess
 from tests.support.scripted_openai import (
     PCM_CONTENT_TYPE,
@@ -138,7 +140,7 @@ def test_openai_engine_model_and_voice_choices(
     scripted: ScriptedOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("STELLA_OPENAI_TTS_MODEL", "tts-1")
-    engine = create_engine("openai", "nova")
+    engine = create_engine("openai", "nova", TtsSettings().openai_tts_model)
     engine.synthesize("One.", "")
     engine.synthesize("Two.", "coral")
     engine.synthesize("Three.", "am_michael")
@@ -189,12 +191,12 @@ def test_openai_recognizer_sends_a_16k_wav(scripted: ScriptedOpenAI) -> None:
         recognizer.transcribe(samples)
 
 
-def test_openai_recognizer_model_from_env(
+def test_openai_recognizer_model_from_settings(
     scripted: ScriptedOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("STELLA_OPENAI_STT_MODEL", "whisper-1")
     scripted.set_transcripts(["hi"])
-    recognizer = create_recognizer("openai")
+    recognizer = create_recognizer("openai", openai_model=SttSettings().openai_stt_model)
     assert recognizer.transcribe(np.zeros(0, dtype=np.float32)) == ""  # no request for nothing
     assert recognizer.transcribe(np.zeros(8000, dtype=np.float32)) == "hi"
     [request] = scripted.transcription_requests

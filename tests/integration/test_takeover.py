@@ -15,13 +15,16 @@ from pathlib import Path
 import pytest
 
 from stella_contracts import AgentText, Envelope, SessionClaimed, TtsDone
+from stella_sdk.runtime.replica import GATEWAY_GONE
 from stella_services.runtime.bus import Bus
 from stella_services.runtime.sessions import open_session
+from tests.support.gateway import TEST_API_KEY, GatewayClient, gateway_url
 from tests.support.guide import guide_env
 from tests.support.history import TEST_SECRET
 from tests.support.processes import ServiceProcess
 from tests.support.scripted_openai import Rule, ScriptedOpenAI
 from tests.support.speech import silence, speech_pcm, stream_audio
+from tests.support.status import gather_status, wait_until_released
 from tests.support.voice import VoiceClient
 from tests.support.waiting import DEADLINE_S, until
 
@@ -109,7 +112,7 @@ async def test_a_call_survives_the_kill_of_each_replica_serving_it(
     bus: Bus, replicas: Callable[[str], dict[str, list[ServiceProcess]]], agent: str
 ) -> None:
     processes = replicas(agent)
-    client = await VoiceClient(bus, str(uuid.uuid4())).attach()
+    client = await (await VoiceClient(bus, str(uuid.uuid4())).attach()).run_call()
     await open_session(bus, agent, TEST_SECRET, audio=True, session_id=client.session_id)
     await asyncio.wait_for(client.turns.get(), DEADLINE_S)  # the greeting
     if client.of("tts.request"):
@@ -133,6 +136,47 @@ async def test_a_call_survives_the_kill_of_each_replica_serving_it(
     # nobody greeted twice: the resumed agent's on_connect said nothing
     again = [e for e in client.of("agent.text") if e.payload.turn_id == "connect"]  # type: ignore[attr-defined]
     assert len(again) == len(greeting) >= 1
+    await client.hang_up()
     # every reply was spoken to its end, also by the replica that took over
     spoken = [e.payload for e in client.of("tts.done") if isinstance(e.payload, TtsDone)]
     assert not any(d.dropped or d.interrupted for d in spoken), spoken
+
+
+async def test_a_call_whose_gateway_died_is_let_go_and_never_taken_over(
+    bus: Bus, replicas: Callable[[str], dict[str, list[ServiceProcess]]], start_service: Start
+) -> None:
+    """The gateway holds the call (its connection): SIGKILL it and the call is over. The
+    runner ends it (the recording says why) and every replica lets it go; with the runner
+    killed too, stt and tts still let it go, and a new replica never revives it."""
+    processes = replicas("my-custom-agent")
+    gateway_env = {
+        **processes["stt"][0].env,
+        "STELLA_API_KEYS": TEST_API_KEY,
+        "STELLA_GATEWAY_PORT": "0",
+    }
+
+    async def call() -> tuple[ServiceProcess, VoiceClient]:
+        gateway = start_service("gateway", gateway_env)
+        created = await GatewayClient(gateway_url(gateway)).create("my-custom-agent")
+        client = await VoiceClient(bus, created["session_id"]).attach()
+        return gateway, client  # created: stt, tts and a runner hold it already
+
+    async def holding(client: VoiceClient, service: str) -> str:
+        statuses = await gather_status(bus.nc, service, timeout=1.0, expect=2)
+        [instance] = [s.instance for s in statuses if client.session_id in s.sessions]
+        return instance
+
+    gateway, first = await call()
+    gateway.kill()
+    ended = await until(lambda: first.of("lifecycle.ended"), "the runner ending the call")
+    assert ended[0].payload.detail == GATEWAY_GONE  # type: ignore[attr-defined]
+    await wait_until_released(bus.nc, {"stt": 2, "tts": 2, "agent-runner": 2})
+
+    # the gateway and the call's runner and stt replica die at once: whoever sees a lapse
+    # before the gateway's lease lapsed may take the call over, but everyone lets it go
+    gateway, second = await call()
+    gateway.kill()
+    for service in ("agent-runner", "stt"):
+        process_of(processes[service], await holding(second, service)).kill()
+    start_service("stt", processes["stt"][0].env)  # a newcomer that sees the lapsed leases
+    await wait_until_released(bus.nc, {"stt": 2, "tts": 2, "agent-runner": 1})

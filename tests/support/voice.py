@@ -10,6 +10,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from stella_contracts import AgentTurnDone, Envelope, TtsDone, audio, subjects
+from stella_sdk.runtime.leases import Leases, open_bucket
 from stella_services.runtime.bus import Bus
 from tests.support.waiting import DEADLINE_S, until
 
@@ -22,6 +23,7 @@ class VoiceClient:
     events: list[Envelope] = field(default_factory=list)
     turns: asyncio.Queue[AgentTurnDone] = field(default_factory=asyncio.Queue)
     _audio_sub: Subscription | None = None
+    _call: Leases | None = None
 
     async def attach(self) -> VoiceClient:
         self._audio_sub = await self.bus.nc.subscribe(
@@ -30,6 +32,22 @@ class VoiceClient:
         await self.bus.nc.subscribe(subjects.session_events(self.session_id), cb=self._event)
         await self.bus.nc.flush()  # the server has both before anything is asked of it
         return self
+
+    async def run_call(self, ttl_s: float = 2.0) -> VoiceClient:
+        """Hold the call's gateway lease, as the gateway does for the calls it runs: this
+        client stands in for the gateway, and replicas take over only calls that live."""
+        kv = await open_bucket(self.bus.js, ttl_s)
+        self._call = Leases(self.bus.js, kv, subjects.GATEWAY_ROLE, "test-client", ttl_s)
+        assert await self._call.take(self.session_id)
+        self._call.start(None, on_lost=_ignore)
+        return self
+
+    async def hang_up(self) -> None:
+        """Let go of the call's lease, as the gateway does when a call ends."""
+        if self._call is not None:
+            await self._call.release(self.session_id)
+            await self._call.stop()
+            self._call = None
 
     async def _audio(self, msg: Msg) -> None:
         # dated by when the agent's side sent it (Stella-Ts), not when this process got to
@@ -81,3 +99,7 @@ def transcribe(pcm: bytes) -> str:
     samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768
     segments, _ = model.transcribe(samples, beam_size=1, language="en")
     return " ".join(s.text.strip() for s in segments)
+
+
+async def _ignore(session_id: str) -> None:
+    """Nobody takes a call's lease over."""

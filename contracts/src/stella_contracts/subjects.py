@@ -91,6 +91,9 @@ def claim(service: str) -> str:
 LEASES_BUCKET = "stella_leases"  # JetStream key-value: who serves which session, per role
 
 
+GATEWAY_ROLE = "gateway"  # the gateway's lease on each call it runs: the call is alive
+
+
 def lease_role(service: str, agent_name: str = "") -> str:
     """A lease role: ``stt``, ``tts``, or ``agent.<name>`` (only runners of that agent)."""
     if agent_name:

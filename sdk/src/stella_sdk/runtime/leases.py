@@ -11,6 +11,10 @@ renewal (renewals every quarter of that, all at once).
 
 A deliberate release deletes the key (a ``DEL`` marker): nobody takes that session over.
 A lapse arrives as a ``PURGE`` (``Nats-Marker-Reason: MaxAge``): the holder is gone.
+
+The gateway holds a lease of role ``gateway`` on every call it runs (nobody takes those
+over: a call's connection dies with its gateway). A replica takes over a session only while
+that lease lives, so a session whose gateway is gone is never revived by a newcomer.
 """
 
 from __future__ import annotations
@@ -42,10 +46,11 @@ MARKER_REASON = "Nats-Marker-Reason"  # on markers the server leaves (a lapse: M
 
 @dataclass(frozen=True, slots=True)
 class Lapsed:
-    """A session whose holder for this role stopped renewing its lease."""
+    """A session whose holder for this role stopped renewing its lease, or offers it."""
 
     session_id: str
     previous: Lease | None  # its last value seen here (None: never seen)
+    offered: bool = False  # its holder, alive, hands it over (draining)
 
 
 OnLapse = Callable[[Lapsed], Awaitable[None]]
@@ -89,6 +94,16 @@ class Leases:
 
     def key(self, session_id: str) -> str:
         return subjects.lease_key(self.role, session_id)
+
+    async def holder(self, role: str, session_id: str) -> Lease | None:
+        """The live lease of ``role`` on the session (any replica's), or None."""
+        try:
+            entry = await self.kv.get(subjects.lease_key(role, session_id))
+        except KeyNotFoundError:  # also a deleted or lapsed key
+            return None
+        if entry.operation in (KV_DEL, KV_PURGE):
+            return None
+        return _parse(entry.value)
 
     async def _create(self, key: str, data: bytes) -> int | None:
         """Write the lease if nobody holds it (no key, or only a release or lapse marker
@@ -175,13 +190,17 @@ class Leases:
 
     # -- renewing and watching -------------------------------------------------------------
 
-    def start(self, on_lapse: OnLapse, on_lost: OnLost) -> None:
+    def start(self, on_lapse: OnLapse | None, on_lost: OnLost) -> None:
         """Renew held leases; ``on_lapse`` for another holder's lapse or offer (called in a
-        task of its own), ``on_lost`` when a lease held here turns out to be someone else's."""
-        self._tasks = [
-            asyncio.create_task(self._renew(on_lost), name=f"leases-renew-{self.role}"),
-            asyncio.create_task(self._watch(on_lapse, on_lost), name=f"leases-watch-{self.role}"),
-        ]
+        task of its own; None: nobody here takes over), ``on_lost`` when a lease held here
+        turns out to be someone else's."""
+        self._tasks = [asyncio.create_task(self._renew(on_lost), name=f"leases-renew-{self.role}")]
+        if on_lapse is not None:
+            self._tasks.append(
+                asyncio.create_task(
+                    self._watch(on_lapse, on_lost), name=f"leases-watch-{self.role}"
+                )
+            )
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -263,7 +282,7 @@ class Leases:
                             if self.held.pop(session_id, None) is not None:
                                 spawn(on_lost(session_id))  # taken from us (we offered it)
                             elif lease.offered:
-                                spawn(on_lapse(Lapsed(session_id, lease)))
+                                spawn(on_lapse(Lapsed(session_id, lease, offered=True)))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the watch broke (NATS reconnecting): watch again

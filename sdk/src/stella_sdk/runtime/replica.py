@@ -67,6 +67,8 @@ class HeldSession(Protocol):
         """Unsubscribe and free everything; called once, when the session ends or moves."""
 
 
+GATEWAY_GONE = "its gateway is gone"  # SessionEnded.detail of a call whose gateway died
+
 # opens a session here; None: it turned out to have ended already
 OpenSession = Callable[[Claim], Awaitable[HeldSession | None]]
 ParseClaim = Callable[[bytes], Claim]  # raises ValidationError for a bad request
@@ -112,6 +114,7 @@ class Replica:
         self._extra = extra
         self._on_ended_hook = on_ended
         self._leases: Leases | None = None
+        self._calls: Leases | None = None  # watches the gateways' leases on their calls
         self._claim_subs: list[Subscription] = []
         self._claim_tasks: set[asyncio.Task[None]] = set()
         self._subs: list[Subscription] = []
@@ -131,6 +134,15 @@ class Replica:
             self.bus.js, kv, self.role, self.settings.instance, self.settings.lease_ttl_s
         )
         self._leases.start(self._on_lapse, self._on_lost)
+        # a call whose gateway died is over: let it go (the runner also says so)
+        self._calls = Leases(
+            self.bus.js,
+            kv,
+            subjects.GATEWAY_ROLE,
+            self.settings.instance,
+            self.settings.lease_ttl_s,
+        )
+        self._calls.start(self._on_gateway_gone, self._on_lost)
         for claim in claims:
 
             async def on_claim(msg: Msg, c: ClaimSubject = claim) -> None:
@@ -215,6 +227,9 @@ class Replica:
         previous = lapsed.previous
         if await self.bus.has_ended(sid):
             return  # its holder let it go with the session's end
+        if not lapsed.offered and await self.leases.holder(subjects.GATEWAY_ROLE, sid) is None:
+            log.info("session %s: not taken over, no gateway runs it", sid)
+            return  # its call died with its gateway: nobody will speak or listen
         if self.capacity:  # the least loaded replica asks first and so usually wins
             await asyncio.sleep(0.05 * len(self.sessions) / self.capacity)
         answer = await self.take(
@@ -230,6 +245,22 @@ class Replica:
             log.warning(
                 "session %s taken over from %s", sid, previous.instance if previous else "?"
             )
+
+    async def _on_gateway_gone(self, lapsed: Lapsed) -> None:
+        """The gateway running a call held here stopped renewing its lease: unless it
+        renews it again (it was only slow), the call is over. Free it here; an agent's
+        runner also ends it, so the recording says why."""
+        sid = lapsed.session_id
+        if sid not in self.sessions or self.draining:
+            return
+        await asyncio.sleep(2 * self.settings.lease_ttl_s)
+        if sid not in self.sessions or await self.leases.holder(subjects.GATEWAY_ROLE, sid):
+            return
+        log.warning("session %s: its gateway is gone; letting it go", sid)
+        if self._end_unserved:
+            with contextlib.suppress(Exception):
+                await self.bus.emit(sid, SessionEnded(reason=EndReason.ERROR, detail=GATEWAY_GONE))
+        await self.release(sid)
 
     async def _on_lost(self, session_id: str) -> None:
         """Another replica holds the lease now: stop serving the session here, quietly."""
@@ -305,8 +336,9 @@ class Replica:
         self._subs = []
         for sid in list(self.sessions):
             await self.release(sid)
-        if self._leases is not None:
-            await self._leases.stop()
+        for leases in (self._leases, self._calls):
+            if leases is not None:
+                await leases.stop()
 
     # -- status ------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from stella_contracts import (
     SessionEnded,
     subjects,
 )
+from stella_sdk.runtime.leases import Leases
 from stella_services.gateway.expiry import Clock, Limits, end_reason
 from stella_services.gateway.media import MediaSink
 from stella_services.runtime.bus import Bus
@@ -76,8 +77,11 @@ class LiveSession:
 class LiveSessions:
     """Ends sessions on idle timeout, maximum duration, or when their clients left."""
 
-    def __init__(self, bus: Bus, limits: Limits, tick_s: float = 0.5) -> None:
+    def __init__(
+        self, bus: Bus, limits: Limits, calls: Leases | None = None, tick_s: float = 0.5
+    ) -> None:
         self.bus = bus
+        self.calls = calls  # a lease per running session: replicas take over only live calls
         self.limits = limits
         self.tick_s = tick_s
         self.sessions: dict[str, LiveSession] = {}
@@ -95,6 +99,8 @@ class LiveSessions:
             session_id, agent, room, metadata, datetime.now(UTC), self.limits.max_duration_s
         )
         self.sessions[session_id] = live
+        if self.calls is not None:
+            await self.calls.take(session_id)
         nc = self.bus.nc
 
         async def on_event(msg: Msg) -> None:
@@ -186,6 +192,8 @@ class LiveSessions:
         live.ended.set()
         live.ended_at = datetime.now(UTC)
         self.sessions.pop(live.session_id, None)
+        if self.calls is not None:
+            await self.calls.release(live.session_id)
         self.recently_ended[live.session_id] = live
         while len(self.recently_ended) > RECENTLY_ENDED:
             self.recently_ended.popitem(last=False)
@@ -226,3 +234,5 @@ class LiveSessions:
             *(self.end(sid, reason, "gateway stopped") for sid in list(self.sessions)),
             return_exceptions=True,
         )
+        if self.calls is not None:
+            await self.calls.stop()

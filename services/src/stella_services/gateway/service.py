@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import uvicorn
 from nats.aio.subscription import Subscription
 
-from stella_contracts import ServiceStatus
+from stella_contracts import ServiceStatus, subjects
+from stella_sdk.runtime.leases import Leases, open_bucket
 from stella_sdk.runtime.status import answer_status, status_of
 from stella_services.gateway import URL_LINE
 from stella_services.gateway.app import Gateway, create_app
@@ -56,8 +57,16 @@ class GatewayService:
         secret = platform_secret(s.data_dir)
         self.bus = await Bus.connect(s, self.name)
         await self.bus.ensure_streams(s.events_max_age_days, s.stream_replicas)
+        calls = Leases(
+            self.bus.js,
+            await open_bucket(self.bus.js, s.lease_ttl_s, s.stream_replicas),
+            subjects.GATEWAY_ROLE,
+            s.instance,
+            s.lease_ttl_s,
+        )
+        calls.start(None, on_lost=_nobody_takes_calls)
         sessions = LiveSessions(
-            self.bus, Limits(s.idle_timeout_s, s.max_duration_s, s.disconnect_grace_s)
+            self.bus, Limits(s.idle_timeout_s, s.max_duration_s, s.disconnect_grace_s), calls
         )
         sessions.start()
         livekit = None
@@ -131,3 +140,9 @@ class GatewayService:
             await self.gateway.records.close()
         if self.bus is not None:
             await self.bus.close()
+
+
+async def _nobody_takes_calls(session_id: str) -> None:
+    """A call's lease is never taken over (its connection is here); lost means it lapsed
+    and could not be renewed: the call goes on, its replicas may end it."""
+    log.warning("session %s: the gateway's lease on the call was lost", session_id)
