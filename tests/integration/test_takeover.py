@@ -13,12 +13,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from websockets.asyncio.client import ClientConnection
 
 from stella_contracts import AgentText, Envelope, SessionClaimed, TtsDone
 from stella_sdk.runtime.replica import GATEWAY_GONE
 from stella_services.runtime.bus import Bus
 from stella_services.runtime.sessions import open_session
-from tests.support.gateway import TEST_API_KEY, GatewayClient, gateway_url
+from tests.support.gateway import TEST_API_KEY, GatewayClient, WsTranscript, gateway_url
 from tests.support.guide import guide_env
 from tests.support.history import TEST_SECRET
 from tests.support.processes import ServiceProcess
@@ -123,12 +124,11 @@ async def test_a_call_survives_the_kill_of_each_replica_serving_it(
     for service in ("stt", "tts", "agent-runner"):
         served_by = holder(client, service)
         process_of(processes[service], served_by.instance).kill()
-        taken = await until(
-            lambda s=service, gone=served_by.instance: [  # type: ignore[misc]
-                c for c in [holder(client, s)] if c.instance != gone
-            ],
-            f"another {service} replica taking the session over",
-        )
+
+        def taker(role: str = service, gone: str = served_by.instance) -> list[SessionClaimed]:
+            return [c for c in [holder(client, role)] if c.instance != gone]
+
+        taken = await until(taker, f"another {service} replica taking the session over")
         assert taken[0].resumed and taken[0].handoff_from == served_by.instance
         answer = await say(bus, client, "Do you remember what my name is?")
         assert answer == REMEMBERED, f"after the {service} kill: {answer!r}"
@@ -180,3 +180,72 @@ async def test_a_call_whose_gateway_died_is_let_go_and_never_taken_over(
         process_of(processes[service], await holding(second, service)).kill()
     start_service("stt", processes["stt"][0].env)  # a newcomer that sees the lapsed leases
     await wait_until_released(bus.nc, {"stt": 2, "tts": 2, "agent-runner": 1})
+
+
+async def test_a_call_moves_between_gateways_and_survives_its_gateways_death(
+    bus: Bus, replicas: Callable[[str], dict[str, list[ServiceProcess]]], start_service: Start
+) -> None:
+    """Two gateways, no affinity: a client that reconnects through the other gateway keeps
+    its call (the first lets it go); when the gateway running it is SIGKILLed, the client
+    reconnects through the one left with the same media token and the call goes on there.
+    Every next spoken turn is answered with what was said before; nobody ends the call."""
+    processes = replicas("my-custom-agent")
+    gateway_env = {
+        **processes["stt"][0].env,
+        "STELLA_API_KEYS": TEST_API_KEY,
+        "STELLA_GATEWAY_PORT": "0",
+    }
+    a, b = (start_service("gateway", gateway_env) for _ in range(2))
+    created = await GatewayClient(gateway_url(a)).create("my-custom-agent")
+    sid = created["session_id"]
+    watcher = await VoiceClient(bus, sid).attach()
+    seen = WsTranscript()
+
+    async def connect(gateway: ServiceProcess) -> ClientConnection:
+        """The call's WebSocket through ``gateway`` (the same media token)."""
+        url = created["connect"]["websocket"].split("/v1/")[1]
+        ws_base = "ws" + gateway_url(gateway).removeprefix("http")
+        return await GatewayClient(gateway_url(gateway)).ws(
+            {**created, "connect": {**created["connect"], "websocket": f"{ws_base}/v1/{url}"}}
+        )
+
+    async def talk(ws: ClientConnection, text: str) -> str:
+        """Speak at the pace of speech; the text of the agent's answer to it."""
+        turns = len(seen.of("agent.turn_done"))
+        pcm = silence(300) + speech_pcm(text) + silence(1500)
+        start = asyncio.get_running_loop().time()
+        for n in range(0, len(pcm), 640):
+            await ws.send(pcm[n : n + 640])
+            pause = start + (n // 640 + 1) * 0.02 - asyncio.get_running_loop().time()
+            await asyncio.sleep(max(0.0, pause))
+        done = await seen.read_until(
+            ws, lambda e: e["type"] == "agent.turn_done" and len(seen.of(e["type"])) > turns
+        )
+        turn_id = done["payload"]["turn_id"]
+        said = [e for e in seen.of("agent.text") if e["payload"]["turn_id"] == turn_id]
+        return " ".join(e["payload"]["text"] for e in said)
+
+    async def running(gateway: ServiceProcess) -> list[str]:
+        statuses = await gather_status(bus.nc, "gateway", timeout=1.0)
+        return [
+            s.instance
+            for s in statuses
+            if sid in s.sessions and s.instance.endswith(f"-{gateway.pid}")
+        ]
+
+    ws = await connect(a)
+    await seen.read_until(ws, lambda e: e["type"] == "agent.turn_done")  # the greeting
+    assert await talk(ws, "Hello, my name is Alice.") == INTRO
+    await ws.close()
+    ws = await connect(b)  # a's gateway is alive: it hands the call over
+    await until(lambda: running(b), "the second gateway running the call")
+    assert not await running(a)
+    assert await talk(ws, "Do you remember what my name is?") == REMEMBERED
+
+    b.kill()
+    ws = await connect(a)  # adopted again once b's lease lapsed
+    assert await talk(ws, "Do you remember what my name is?") == REMEMBERED
+    assert not watcher.of("lifecycle.ended")
+    await ws.send('{"type": "session.end"}')
+    await until(lambda: watcher.of("lifecycle.ended"), "the call's end")
+    await wait_until_released(bus.nc, {"stt": 2, "tts": 2, "agent-runner": 2})

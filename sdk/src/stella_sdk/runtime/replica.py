@@ -115,6 +115,7 @@ class Replica:
         self._on_ended_hook = on_ended
         self._leases: Leases | None = None
         self._calls: Leases | None = None  # watches the gateways' leases on their calls
+        self._gateway_lapsed: dict[str, float] = {}  # calls whose gateway lease lapsed: when
         self._claim_subs: list[Subscription] = []
         self._claim_tasks: set[asyncio.Task[None]] = set()
         self._subs: list[Subscription] = []
@@ -220,14 +221,18 @@ class Replica:
         return Answer(True, self.instance)
 
     async def _on_lapse(self, lapsed: Lapsed) -> None:
-        """Another replica's lease on a session lapsed (or was offered): take it over."""
+        """Another replica's lease on a session lapsed (or was offered): take it over,
+        if the call still lives (its gateway holds it, or lost it so lately that its client
+        may still come back through another)."""
         sid = lapsed.session_id
         if self.draining or sid in self.sessions:
             return
         previous = lapsed.previous
         if await self.bus.has_ended(sid):
             return  # its holder let it go with the session's end
-        if not lapsed.offered and await self.leases.holder(subjects.GATEWAY_ROLE, sid) is None:
+        gateway = await self.leases.holder(subjects.GATEWAY_ROLE, sid)
+        orphaned_at = self._gateway_lapsed.get(sid) if gateway is None else None
+        if gateway is None and not lapsed.offered and not self._within_grace(orphaned_at):
             log.info("session %s: not taken over, no gateway runs it", sid)
             return  # its call died with its gateway: nobody will speak or listen
         if self.capacity:  # the least loaded replica asks first and so usually wins
@@ -245,16 +250,36 @@ class Replica:
             log.warning(
                 "session %s taken over from %s", sid, previous.instance if previous else "?"
             )
+            if orphaned_at is not None:
+                await self._let_go_unless_adopted(sid, orphaned_at)
+
+    def _within_grace(self, since: float | None) -> bool:
+        return since is not None and time.monotonic() - since < self._call_grace_s
+
+    @property
+    def _call_grace_s(self) -> float:
+        return max(self.settings.call_grace_s, 2 * self.settings.lease_ttl_s)
 
     async def _on_gateway_gone(self, lapsed: Lapsed) -> None:
-        """The gateway running a call held here stopped renewing its lease: unless it
-        renews it again (it was only slow), the call is over. Free it here; an agent's
-        runner also ends it, so the recording says why."""
-        sid = lapsed.session_id
+        """A gateway stopped renewing its lease on a call (it died, or is too slow)."""
+        if lapsed.offered:
+            return  # its client left; the gateway still runs the call (another may adopt it)
+        now = time.monotonic()
+        for sid, since in list(self._gateway_lapsed.items()):
+            if now - since > self._call_grace_s:
+                del self._gateway_lapsed[sid]
+        self._gateway_lapsed[lapsed.session_id] = now
+        if lapsed.session_id in self.sessions:
+            await self._let_go_unless_adopted(lapsed.session_id, now)
+
+    async def _let_go_unless_adopted(self, sid: str, since: float) -> None:
+        """Unless the gateway renews its lease again (it was only slow) or another gateway
+        adopts the call (its client reconnected there) within ``call_grace_s``, the call
+        is over: free it here; an agent's runner also ends it, so the recording says why."""
+        await asyncio.sleep(max(0.0, since + self._call_grace_s - time.monotonic()))
         if sid not in self.sessions or self.draining:
             return
-        await asyncio.sleep(2 * self.settings.lease_ttl_s)
-        if sid not in self.sessions or await self.leases.holder(subjects.GATEWAY_ROLE, sid):
+        if await self.leases.holder(subjects.GATEWAY_ROLE, sid) is not None:
             return
         log.warning("session %s: its gateway is gone; letting it go", sid)
         if self._end_unserved:

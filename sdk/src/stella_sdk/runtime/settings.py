@@ -43,7 +43,12 @@ class RuntimeSettings(BaseSettings):
         "(renewed every quarter of it); "
         "another replica of its role then takes the session over",
     )
-
+    call_grace_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="a call whose gateway died waits this long for its client to reconnect "
+        "through another gateway before its replicas let it go",
+    )
     stream_replicas: int = Field(
         default=1,
         ge=1,

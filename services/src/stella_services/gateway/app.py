@@ -304,9 +304,10 @@ def create_app(gw: Gateway) -> FastAPI:
         except ApiError as exc:
             await ws.close(code=1008, reason=exc.message[:120])
             return
-        live = gw.sessions.get(session_id)
+        # not here: its gateway died and its client reconnected here (or it has ended)
+        live = gw.sessions.get(session_id) or await gw.sessions.adopt(session_id)
         if live is None:
-            await ws.close(code=1008, reason=f"session {session_id} is not running here")
+            await ws.close(code=1008, reason=f"session {session_id} is not running")
             return
         await ws.accept()
         await serve_websocket(ws, gw.bus, gw.sessions, live, audio)

@@ -23,6 +23,7 @@ from stella_contracts import (
     EndReason,
     Envelope,
     InvalidEnvelope,
+    SessionCreated,
     SessionEnded,
     subjects,
 )
@@ -88,18 +89,28 @@ class LiveSessions:
         self.recently_ended: OrderedDict[str, LiveSession] = OrderedDict()
         self._reaper: asyncio.Task[None] | None = None
         self._ending: set[asyncio.Task[None]] = set()
+        self._adopting: dict[str, asyncio.Future[LiveSession | None]] = {}
 
     def start(self) -> None:
         self._reaper = asyncio.create_task(self._reap(), name="gateway-reaper")
+        if self.calls is not None:
+            self.calls.start(None, self.lost)
 
     async def add(
-        self, session_id: str, agent: str, room: str, metadata: dict[str, str]
+        self,
+        session_id: str,
+        agent: str,
+        room: str,
+        metadata: dict[str, str],
+        created_at: datetime | None = None,
     ) -> LiveSession:
+        now = datetime.now(UTC)
         live = LiveSession(
-            session_id, agent, room, metadata, datetime.now(UTC), self.limits.max_duration_s
+            session_id, agent, room, metadata, created_at or now, self.limits.max_duration_s
         )
+        live.created -= (now - live.created_at).total_seconds()  # its age counts, not ours
         self.sessions[session_id] = live
-        if self.calls is not None:
+        if self.calls is not None and session_id not in self.calls.held:
             await self.calls.take(session_id)
         nc = self.bus.nc
 
@@ -142,6 +153,48 @@ class LiveSessions:
         """A running session of this gateway."""
         return self.sessions.get(session_id)
 
+    async def adopt(self, session_id: str) -> LiveSession | None:
+        """Run here a call another gateway ran until it died (its client reconnected here
+        with its media token); None if the call has ended or another gateway runs it."""
+        if session_id in self.sessions:
+            return self.sessions[session_id]
+        adopting = self._adopting.get(session_id)
+        if adopting is None:  # two connections at once adopt it once
+            adopting = asyncio.ensure_future(self._adopt(session_id))
+            self._adopting[session_id] = adopting
+            adopting.add_done_callback(lambda _: self._adopting.pop(session_id, None))
+        return await asyncio.shield(adopting)
+
+    async def _adopt(self, session_id: str) -> LiveSession | None:
+        if self.calls is None:
+            return None
+        created = await self.bus.last_event(session_id, SessionCreated.TYPE)
+        if created is None or not isinstance(created[1].payload, SessionCreated):
+            return None
+        if await self.bus.has_ended(session_id):
+            return None
+        # the dead gateway's lease lapses within its TTL; a live gateway's never does
+        deadline = time.monotonic() + 2 * self.calls.ttl_s
+        while not await self.calls.take(session_id):
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(self.calls.ttl_s / 4)
+        envelope = created[1]
+        event = created[1].payload
+        live = await self.add(
+            session_id, event.agent, event.room_name, event.metadata, created_at=envelope.ts
+        )
+        live.event_backlog = live.audio_backlog = None  # its client heard all that already
+        log.warning("session %s adopted: its client reconnected here", session_id)
+        return live
+
+    async def lost(self, session_id: str) -> None:
+        """Another gateway runs the call now (its client reconnected there): let go here."""
+        live = self.sessions.get(session_id)
+        if live is not None:
+            log.warning("session %s: another gateway runs it now", session_id)
+            await self._forget(live)
+
     def known(self, session_id: str) -> LiveSession | None:
         """A running session, or one that ended here lately."""
         return self.sessions.get(session_id) or self.recently_ended.get(session_id)
@@ -160,11 +213,21 @@ class LiveSessions:
         live.sinks[key] = sink
         live.disconnected_at = None
         live.touch()
+        if self.calls is not None and len(live.sinks) == 1:  # it may have been offered
+            await self.calls.take(live.session_id)
 
     def detach(self, live: LiveSession, key: int) -> None:
         live.sinks.pop(key, None)
         if not live.sinks and not live.ended.is_set():
             live.disconnected_at = time.monotonic()
+            if self.calls is not None:  # its client may come back through another gateway
+                task = asyncio.create_task(self._offer(live.session_id))
+                self._ending.add(task)
+                task.add_done_callback(self._ending.discard)
+
+    async def _offer(self, session_id: str) -> None:
+        if self.calls is not None:
+            await self.calls.offer(session_id)
 
     async def end(self, session_id: str, reason: EndReason, detail: str = "") -> bool:
         """Publish ``lifecycle.ended`` (once); clients hear it before they are hung up."""
@@ -222,6 +285,11 @@ class LiveSessions:
 
     async def _end_logged(self, session_id: str, reason: EndReason) -> None:
         try:
+            if self.calls is not None and reason is EndReason.CLIENT:
+                holder = await self.calls.holder(subjects.GATEWAY_ROLE, session_id)
+                if holder is not None and holder.instance != self.calls.instance:
+                    await self.lost(session_id)  # its client came back through another
+                    return
             await self.end(session_id, reason)
         except Exception:
             log.exception("ending %s (%s) failed", session_id, reason)

@@ -64,7 +64,6 @@ class GatewayService:
             s.instance,
             s.lease_ttl_s,
         )
-        calls.start(None, on_lost=_nobody_takes_calls)
         sessions = LiveSessions(
             self.bus, Limits(s.idle_timeout_s, s.max_duration_s, s.disconnect_grace_s), calls
         )
@@ -140,9 +139,3 @@ class GatewayService:
             await self.gateway.records.close()
         if self.bus is not None:
             await self.bus.close()
-
-
-async def _nobody_takes_calls(session_id: str) -> None:
-    """A call's lease is never taken over (its connection is here); lost means it lapsed
-    and could not be renewed: the call goes on, its replicas may end it."""
-    log.warning("session %s: the gateway's lease on the call was lost", session_id)
