@@ -49,8 +49,10 @@ class RunningUp:
         return self.process.wait(60)
 
 
-def start_up(env: dict[str, str], tmp_path: Path, timeout: float = 240) -> RunningUp:
-    """Run ``stella up`` until it prints STELLA-UP (fails with its stderr otherwise)."""
+def start_up(
+    env: dict[str, str], tmp_path: Path, timeout: float = 240, args: list[str] | None = None
+) -> RunningUp:
+    """Run ``stella up [args]`` until it prints STELLA-UP (fails with its stderr otherwise)."""
     err = tmp_path / "up.err"
     # never the defaults (8080, 8090): another platform on this machine may hold them, and a
     # call would then reach its gateway
@@ -60,7 +62,11 @@ def start_up(env: dict[str, str], tmp_path: Path, timeout: float = 240) -> Runni
         **env,
     }
     process = subprocess.Popen(
-        [*STELLA, "up"], env=env, stdout=subprocess.PIPE, stderr=open(err, "w"), text=True
+        [*STELLA, "up", *(args or [])],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=open(err, "w"),
+        text=True,
     )
     assert process.stdout is not None
     line = ""

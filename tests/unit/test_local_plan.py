@@ -48,3 +48,23 @@ def test_plan_keeps_given_keys_and_filters() -> None:
     assert [p.name for p in local_plan(Path("/d"), {}, Path("/ex"), ["recorder"])] == ["recorder"]
     with pytest.raises(ValueError, match="unknown service"):
         local_plan(Path("/d"), {}, None, ["agent-runner"])
+
+
+def test_plan_with_replicas_names_each_and_keeps_one_recorder_and_llm() -> None:
+    plan = local_plan(Path("/d"), {}, Path("/ex"), llm_port=8123, replicas=2)
+    assert [p.name for p in plan] == [
+        "recorder",
+        "stt-1",
+        "stt-2",
+        "tts-1",
+        "tts-2",
+        "llm",
+        "tool-executor-1",
+        "tool-executor-2",
+        "agent-runner-1",
+        "agent-runner-2",
+        "gateway-1",
+        "gateway-2",
+    ]
+    assert {p.service for p in plan if p.name.startswith("agent-runner")} == {"agent-runner"}
+    assert plan[8].env == plan[9].env and plan[8].cwd == Path("/ex")

@@ -184,6 +184,11 @@ class Leases:
         self.held[session_id] = (new, offered)
         return True
 
+    def offered(self, session_id: str) -> bool:
+        """Whether this replica holds the session's lease and offers it."""
+        held = self.held.get(session_id)
+        return held is not None and held[1].offered
+
     def forget(self, session_id: str) -> None:
         """Stop renewing without deleting (the lease is someone else's already)."""
         self.held.pop(session_id, None)
@@ -228,6 +233,9 @@ class Leases:
         try:
             new = await self.kv.update(key, data, last=revision)
         except KeyWrongLastSequenceError:
+            held = self.held.get(session_id)
+            if held is not None and held[0] != revision:
+                return  # written here meanwhile (offered, taken again): renewed next time
             # lapsed (this process was too busy or cut off to renew in time) or taken:
             # ours again if nobody took it meanwhile, else the taker serves it now
             try:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 EXAMPLE_AGENT = "my-custom-agent"
+# one of each is enough for these: the recorder is one consumer, the local llm one model
+SINGLE = frozenset({"recorder", "llm"})
 LOCAL_LLM_KEY = "local"  # the local llm asks for no key; the openai client wants one set
 
 
@@ -68,9 +70,11 @@ def local_plan(
     example: Path | None,
     only: list[str] | None = None,
     llm_port: int = 8090,
+    replicas: int = 1,
 ) -> list[ProcessSpec]:
     """The recorder first (so nothing is missed), then speech, tools, the agents, and the
-    gateway that lets people in."""
+    gateway that lets people in; ``replicas`` of each but the recorder and the local llm
+    (named ``stt-1``, ``stt-2``…)."""
     plan = [
         ProcessSpec("recorder", "recorder"),
         ProcessSpec("stt", "stt"),
@@ -109,4 +113,17 @@ def local_plan(
         if unknown:
             raise ValueError(f"unknown service(s): {', '.join(sorted(unknown))}")
         plan = [p for p in plan if p.name in only]
+    if replicas > 1:
+        plan = [
+            copy
+            for p in plan
+            for copy in (
+                [p]
+                if p.name in SINGLE
+                else [
+                    ProcessSpec(f"{p.name}-{n}", p.service, p.env, p.cwd)
+                    for n in range(1, replicas + 1)
+                ]
+            )
+        ]
     return plan

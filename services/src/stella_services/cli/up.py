@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 
@@ -198,6 +198,13 @@ def up(
     cluster: int = typer.Option(
         1, "--cluster", min=1, max=5, help="run this many NATS nodes (3: events kept R3)"
     ),
+    replicas: int = typer.Option(
+        1,
+        "--replicas",
+        min=1,
+        max=8,
+        help="run this many replicas of each service but the recorder and the local llm",
+    ),
 ) -> None:
     """Start NATS (unless NATS_URL answers), ClickHouse (embedded) and every service."""
     settings = CliSettings()
@@ -208,7 +215,12 @@ def up(
     llm_port = settings.llm_port or _free_or(8090) or free_port()
     try:
         plan = local_plan(
-            data_dir, dict(os.environ), example_dir(settings.example_agent_dir), services, llm_port
+            data_dir,
+            dict(os.environ),
+            example_dir(settings.example_agent_dir),
+            services,
+            llm_port,
+            replicas,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -229,7 +241,10 @@ def up(
         if cluster > 1:  # every stream and bucket on three nodes: one may die
             env["STELLA_STREAM_REPLICAS"] = str(min(3, cluster))
         env.setdefault("STELLA_GATEWAY_PORT", str(_free_or(8080)))
-        for spec in plan:
+        gateways = [spec.name for spec in plan if spec.service == "gateway"]
+        for i, spec in enumerate(plan):
+            if spec.name in gateways[1:]:  # the first on the usual port, the others anywhere
+                plan[i] = spec = replace(spec, env={**spec.env, "STELLA_GATEWAY_PORT": "0"})
             name = spec.name
             with console.status(f"starting {name}…"):
                 child = _start(spec, env, logs)
@@ -241,13 +256,20 @@ def up(
                         console.print(f"[red]✗ {name} {why}; see {logs / (name + '.err.log')}[/]")
                         raise typer.Exit(1)
             console.print(f"[green]✓[/] {name} ready (pid {child.process.pid})")
-        gateway = next((c.url for c in children if c.name == "gateway"), "")
+        urls = [c.url for c in children if c.name in gateways]
+        gateway = urls[0] if urls else ""
         has_agent = any(p.name == "agent-runner" for p in plan)
         llm = local_llm_url(llm_port) if any(p.name == "llm" for p in plan) else ""
         _summary(settings, nats_url, data_dir, logs, has_agent, gateway, new_key, llm)
+        if len(urls) > 1:
+            console.print(f"  gateways       {', '.join(urls)}  (any one runs any call)")
+            console.print()
         print(UP_LINE, flush=True)
-        if gateway:  # a restarted gateway must come back where the printed links point
-            env["STELLA_GATEWAY_PORT"] = gateway.rsplit(":", 1)[1].split("/")[0]
+        for i, spec in enumerate(plan):  # a restarted gateway comes back on its own port
+            url = next((c.url for c in children if c.name == spec.name and c.url), "")
+            if url:
+                port = url.rsplit(":", 1)[1].split("/")[0]
+                plan[i] = replace(spec, env={**spec.env, "STELLA_GATEWAY_PORT": port})
         _supervise(children, plan, env, logs, nats)
     except KeyboardInterrupt:
         console.print("\nstopping…")

@@ -213,8 +213,8 @@ class LiveSessions:
         live.sinks[key] = sink
         live.disconnected_at = None
         live.touch()
-        if self.calls is not None and len(live.sinks) == 1:  # it may have been offered
-            await self.calls.take(live.session_id)
+        if self.calls is not None and self.calls.offered(live.session_id):
+            await self.calls.take(live.session_id)  # its client is back: not offered now
 
     def detach(self, live: LiveSession, key: int) -> None:
         live.sinks.pop(key, None)
