@@ -134,7 +134,7 @@ def test_the_recorder_reaches_clickhouse_over_http_and_services_find_each_other(
     assert recorder["STELLA_HISTORY_ADDR"] == "0.0.0.0:50051"
     for name in ("stt", "tts", "gateway", "agent-runner", "tool-executor"):
         env = SERVICES[name]["environment"]
-        assert env["NATS_URL"] == "nats://nats:4222", name
+        assert env["NATS_URL"] == "${STELLA_NATS_URL:-nats://nats:4222}", name
         assert env["STELLA_HISTORY_ADDR"] == "recorder:50051", name
     for name, service in SERVICES.items():
         for dependency in service.get("depends_on", {}):
@@ -142,11 +142,12 @@ def test_the_recorder_reaches_clickhouse_over_http_and_services_find_each_other(
     assert SERVICES["recorder"]["depends_on"]["clickhouse"]["condition"] == "service_healthy"
 
 
-def test_the_profiles_env_files_switch_them_on_and_wire_them() -> None:
-    def env_file(name: str) -> dict[str, str]:
-        lines = (ROOT / "deploy" / "compose" / name).read_text().splitlines()
-        return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+def env_file(name: str) -> dict[str, str]:
+    lines = (ROOT / "deploy" / "compose" / name).read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
+
+def test_the_profiles_env_files_switch_them_on_and_wire_them() -> None:
     assert env_file("llm.env") == {
         "COMPOSE_PROFILES": "llm",
         "OPENAI_BASE_URL": "http://llm:8090/v1",
@@ -163,6 +164,40 @@ def test_the_profiles_env_files_switch_them_on_and_wire_them() -> None:
     assert gateway["environment"]["LIVEKIT_URL"] == "${LIVEKIT_URL:-}"
     assert gateway["depends_on"]["livekit"] == {"condition": "service_healthy", "required": False}
     assert gateway["command"] == ["stella", "serve", "gateway"]
+
+
+def test_the_cluster_env_file_adds_three_routed_nats_nodes_and_r3_everywhere() -> None:
+    cluster = env_file("cluster.env")
+    files = cluster["COMPOSE_FILE"].split(":")
+    assert files[0] == "docker-compose.yml" and all((ROOT / f).is_file() for f in files)
+    extra = yaml.safe_load((ROOT / files[1]).read_text())
+    assert list(Draft202012Validator(compose_schema()).iter_errors(extra)) == []
+    nodes: dict[str, Any] = extra["services"]
+    assert set(nodes) == {"nats", "nats-2", "nats-3"}
+
+    def flags(node: str) -> dict[str, str]:
+        command = nodes[node]["command"]
+        assert command[:2] == ["nats-server", "--jetstream"]
+        return dict(arg.removeprefix("--").split("=", 1) for arg in command[2:])
+
+    assert len({flags(n)["server_name"] for n in nodes}) == 3
+    assert flags("nats")["server_name"] == "stella-nats"  # the single node's store is kept
+    for node in nodes:  # routed to the two others, one cluster
+        routes = {
+            r.removeprefix("nats://").removesuffix(":6222")
+            for r in flags(node)["routes"].split(",")
+        }
+        assert routes == set(nodes) - {node} and flags(node)["cluster_name"] == "stella"
+    for node in ("nats-2", "nats-3"):
+        assert nodes[node]["image"] == SERVICES["nats"]["image"]
+        assert set(nodes[node]) >= {"healthcheck", "restart", "volumes"}
+    # every STELLA process reaches all three, and keeps three copies
+    urls = cluster["STELLA_NATS_URL"].split(",")
+    assert {u.removeprefix("nats://").removesuffix(":4222") for u in urls} == set(nodes)
+    assert cluster["STELLA_STREAM_REPLICAS"] == "3"
+    env = SERVICES["recorder"]["environment"]
+    assert env["NATS_URL"] == "${STELLA_NATS_URL:-nats://nats:4222}"
+    assert env["STELLA_STREAM_REPLICAS"] == "${STELLA_STREAM_REPLICAS:-1}"
 
 
 def test_the_example_agent_is_built_from_the_guides_dockerfile_on_the_agent_base() -> None:

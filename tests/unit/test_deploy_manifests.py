@@ -10,6 +10,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+from pydantic import ValidationError
 
 from stella_services.deploy.config import AgentsConfig, parse_config
 from stella_services.deploy.manifests import (
@@ -123,6 +124,7 @@ def test_the_platform_services_and_how_they_are_reached() -> None:
         assert c["image"] == f"stella/{service}:latest"
         assert c["command"] == ["stella", "serve", service]
     assert platform_config(GUIDE)["NATS_URL"] == "nats://nats:4222"
+    assert platform_config(GUIDE)["STELLA_STREAM_REPLICAS"] == "1"
     assert platform_config(GUIDE)["STELLA_HISTORY_ADDR"] == "stella-recorder:50051"
     recorder = container(deployments["stella-recorder"])
     assert recorder["readinessProbe"]["grpc"] == {"port": 50051}
@@ -212,3 +214,18 @@ def test_an_agent_without_a_tool_executor() -> None:
     config = parse_config(text + "    toolExecutor: {enabled: false}\n")
     names = [o["metadata"]["name"] for o in render_files(config)["agent-my-custom-agent.yaml"]]
     assert names == ["my-custom-agent-runner", "my-custom-agent-runner"]
+
+
+def test_a_nats_cluster_is_reached_by_its_nodes_and_keeps_three_copies() -> None:
+    data = GUIDE.model_dump(by_alias=True)
+    data["platform"] = {
+        **data.get("platform", {}),
+        "natsUrl": "nats://nats-0.nats:4222,nats://nats-1.nats:4222,nats://nats-2.nats:4222",
+        "streamReplicas": 3,
+    }
+    cluster = AgentsConfig.model_validate(data)
+    assert platform_config(cluster)["NATS_URL"].count("nats://") == 3
+    assert platform_config(cluster)["STELLA_STREAM_REPLICAS"] == "3"
+    data["platform"]["natsUrl"] = "nats://a:4222, nats://b:4222"  # a space: not a URL list
+    with pytest.raises(ValidationError, match="natsUrl"):
+        AgentsConfig.model_validate(data)

@@ -144,7 +144,17 @@ class Platform(Model):
     namespace: DnsLabel = "stella"
     image_registry: ImageRef = Field(default="stella", description="<registry>/<service>:<tag>")
     image_tag: Annotated[str, StringConstraints(pattern=r"^[\w][\w.-]{0,127}$")] = "latest"
-    nats_url: Annotated[str, StringConstraints(pattern=r"^(nats|tls)://\S+$")] = "nats://nats:4222"
+    nats_url: Annotated[
+        str, StringConstraints(pattern=r"^(nats|tls)://[^\s,]+(,(nats|tls)://[^\s,]+)*$")
+    ] = Field(
+        default="nats://nats:4222", description="a node, or a cluster's nodes, comma-separated"
+    )
+    stream_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="copies JetStream keeps of streams and buckets (3: a cluster)",
+    )
     secret_name: SecretName = "stella-secrets"
     livekit_url: Annotated[str, StringConstraints(pattern=r"^(wss?://\S+)?$")] = ""
     llm: bool = Field(default=False, description="run the local llm; agents use it")

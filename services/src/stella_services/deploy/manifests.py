@@ -244,6 +244,7 @@ def autoscaler(name: str, component: str, namespace: str, scaling: Autoscaling) 
 def platform_config(platform: Platform) -> Object:
     data = {
         "NATS_URL": platform.nats_url,
+        "STELLA_STREAM_REPLICAS": str(platform.stream_replicas),
         "STELLA_HISTORY_ADDR": f"stella-recorder:{HISTORY_PORT}",
         "STELLA_LOG_LEVEL": platform.log_level,
         "STELLA_READY_FILE": READY_FILE,
