@@ -49,7 +49,8 @@ async def _answer_audio_after(bus: Bus, client: VoiceClient) -> tuple[float, flo
 async def _round(
     platform: BenchPlatform, bus: Bus, role: str, replicas: dict[str, list[ServiceProcess]]
 ) -> tuple[float, float, float, float]:
-    client = await VoiceClient(bus, str(uuid.uuid4())).attach()
+    # the client holds the call's gateway lease, as a gateway does: only live calls move
+    client = await (await VoiceClient(bus, str(uuid.uuid4())).attach()).run_call()
     await open_session(
         bus,
         "my-custom-agent",
@@ -73,6 +74,7 @@ async def _round(
     replicas[role].remove(victim)
     replicas[role].append(platform.start(role, victim.env))  # back to two, as a supervisor would
     await bus.emit(client.session_id, SessionEnded(reason=EndReason.CLIENT))
+    await client.hang_up()
     return taken_at - killed_at, first_after - killed_at, before, first_after - end_after
 
 
