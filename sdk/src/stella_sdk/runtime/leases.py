@@ -51,6 +51,7 @@ class Lapsed:
     session_id: str
     previous: Lease | None  # its last value seen here (None: never seen)
     offered: bool = False  # its holder, alive, hands it over (draining)
+    replayed: bool = False  # found when the watch began: it lapsed at an unknown time before
 
 
 OnLapse = Callable[[Lapsed], Awaitable[None]]
@@ -90,6 +91,8 @@ class Leases:
         self._seen: dict[str, Lease] = {}  # last value of every lease of the role
         self._released: set[str] = set()  # deleted on purpose: not to be taken over
         self._tasks: list[asyncio.Task[None]] = []
+        self._spawned: set[asyncio.Future[None]] = set()  # take-overs started by the watch
+        self._stopping = False
         self._watcher: KeyValue.KeyWatcher | None = None
 
     def key(self, session_id: str) -> str:
@@ -169,20 +172,26 @@ class Leases:
     async def offer(self, session_id: str) -> bool:
         """Give the session up to any other replica of the role (draining); keep serving
         it until one takes the lease (``on_lost``) or the caller stops waiting."""
-        held = self.held.get(session_id)
-        if held is None:
-            return False
-        revision, value = held
-        offered = Lease(instance=self.instance, ticket=value.ticket, offered=True)
-        try:
-            new = await self.kv.update(
-                self.key(session_id), offered.model_dump_json().encode(), last=revision
-            )
-        except Exception as exc:
-            log.warning("session %s: could not offer it: %s", session_id, exc)
-            return False
-        self.held[session_id] = (new, offered)
-        return True
+        for _ in range(3):  # a renewal may write between our read and our write
+            held = self.held.get(session_id)
+            if held is None:
+                return False
+            revision, value = held
+            offered = Lease(instance=self.instance, ticket=value.ticket, offered=True)
+            try:
+                new = await self.kv.update(
+                    self.key(session_id), offered.model_dump_json().encode(), last=revision
+                )
+            except KeyWrongLastSequenceError:
+                await asyncio.sleep(self.ttl_s / 8)  # the renewal records its revision
+                continue
+            except Exception as exc:
+                log.warning("session %s: could not offer it: %s", session_id, exc)
+                return False
+            self.held[session_id] = (new, offered)
+            return True
+        log.warning("session %s: could not offer it: its lease kept changing", session_id)
+        return False
 
     def offered(self, session_id: str) -> bool:
         """Whether this replica holds the session's lease and offers it."""
@@ -208,16 +217,24 @@ class Leases:
             )
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        self._stopping = True
+        tasks = [*self._tasks, *self._spawned]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        for _ in range(3):
+            # Python 3.11's asyncio.wait_for (inside nats-py's requests) can swallow a
+            # cancellation that lands as its answer arrives: the watch then waits on its
+            # watcher, which stopping it ends
+            if self._watcher is not None:
+                with contextlib.suppress(Exception):
+                    await self._watcher.stop()  # type: ignore[no-untyped-call]
+            _, pending = await asyncio.wait(tasks, timeout=self.ttl_s / 2) if tasks else ((), ())
+            if not pending:
+                break
+        else:
+            log.warning("leases of %s: %d task(s) did not stop", self.role, len(pending))
         self._tasks = []
-        if self._watcher is not None:
-            with contextlib.suppress(Exception):
-                await self._watcher.stop()  # type: ignore[no-untyped-call]
-            self._watcher = None
+        self._watcher = None
 
     async def _renew(self, on_lost: OnLost) -> None:
         while True:
@@ -260,19 +277,19 @@ class Leases:
             self.held[session_id] = (new, value)
 
     async def _watch(self, on_lapse: OnLapse, on_lost: OnLost) -> None:
-        spawned: set[asyncio.Task[None]] = set()
-
         def spawn(call: Awaitable[None]) -> None:  # a take-over must not hold up the watch
             task = asyncio.ensure_future(call)
-            spawned.add(task)
-            task.add_done_callback(spawned.discard)
+            self._spawned.add(task)
+            task.add_done_callback(self._spawned.discard)
 
-        while True:
+        while not self._stopping:
             try:
                 self._watcher = watcher = await self.kv.watch(f"{self.role}.*")
+                replaying = True
                 async for entry in watcher:
                     if entry is None:
-                        continue  # the end of what was there before we watched
+                        replaying = False  # the end of what was there before we watched
+                        continue
                     session_id = entry.key[len(self.role) + 1 :]
                     if entry.operation == KV_DEL:
                         self._released.add(session_id)
@@ -282,7 +299,7 @@ class Leases:
                         if session_id in self._released:
                             self._released.discard(session_id)  # its DEL marker aged out
                         elif session_id not in self.held:
-                            spawn(on_lapse(Lapsed(session_id, previous)))
+                            spawn(on_lapse(Lapsed(session_id, previous, replayed=replaying)))
                     elif (lease := _parse(entry.value)) is not None:
                         self._seen[session_id] = lease
                         self._released.discard(session_id)

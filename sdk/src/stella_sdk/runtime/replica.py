@@ -250,8 +250,8 @@ class Replica:
             log.warning(
                 "session %s taken over from %s", sid, previous.instance if previous else "?"
             )
-            if orphaned_at is not None:
-                await self._let_go_unless_adopted(sid, orphaned_at)
+            if gateway is None:  # a call without a gateway right now: lives only if adopted
+                await self._let_go_unless_adopted(sid, orphaned_at or time.monotonic())
 
     def _within_grace(self, since: float | None) -> bool:
         return since is not None and time.monotonic() - since < self._call_grace_s
@@ -261,31 +261,42 @@ class Replica:
         return max(self.settings.call_grace_s, 2 * self.settings.lease_ttl_s)
 
     async def _on_gateway_gone(self, lapsed: Lapsed) -> None:
-        """A gateway stopped renewing its lease on a call (it died, or is too slow)."""
+        """A gateway stopped renewing its lease on a call (it died, or is too slow). Also
+        for calls not held here: one may be taken over here before the grace ends."""
         if lapsed.offered:
             return  # its client left; the gateway still runs the call (another may adopt it)
+        if lapsed.replayed:
+            return  # it lapsed before this replica watched, when is unknown: no grace from it
         now = time.monotonic()
         for sid, since in list(self._gateway_lapsed.items()):
-            if now - since > self._call_grace_s:
+            if now - since > 2 * self._call_grace_s:
                 del self._gateway_lapsed[sid]
         self._gateway_lapsed[lapsed.session_id] = now
-        if lapsed.session_id in self.sessions:
-            await self._let_go_unless_adopted(lapsed.session_id, now)
+        await self._let_go_unless_adopted(lapsed.session_id, now)
 
     async def _let_go_unless_adopted(self, sid: str, since: float) -> None:
         """Unless the gateway renews its lease again (it was only slow) or another gateway
         adopts the call (its client reconnected there) within ``call_grace_s``, the call
         is over: free it here; an agent's runner also ends it, so the recording says why."""
         await asyncio.sleep(max(0.0, since + self._call_grace_s - time.monotonic()))
-        if sid not in self.sessions or self.draining:
+        while sid in self.sessions:
+            if self._gateway_lapsed.get(sid, since) > since:
+                return  # renewed, then lapsed again: that lapse's own wait decides
+            try:
+                if await self.leases.holder(subjects.GATEWAY_ROLE, sid) is not None:
+                    return
+            except Exception as exc:  # NATS failing over: ask again
+                log.warning("session %s: could not read its gateway's lease: %s", sid, exc)
+                await asyncio.sleep(self.settings.lease_ttl_s)
+                continue
+            log.warning("session %s: its gateway is gone; letting it go", sid)
+            if self._end_unserved:
+                with contextlib.suppress(Exception):
+                    await self.bus.emit(
+                        sid, SessionEnded(reason=EndReason.ERROR, detail=GATEWAY_GONE)
+                    )
+            await self.release(sid)
             return
-        if await self.leases.holder(subjects.GATEWAY_ROLE, sid) is not None:
-            return
-        log.warning("session %s: its gateway is gone; letting it go", sid)
-        if self._end_unserved:
-            with contextlib.suppress(Exception):
-                await self.bus.emit(sid, SessionEnded(reason=EndReason.ERROR, detail=GATEWAY_GONE))
-        await self.release(sid)
 
     async def _on_lost(self, session_id: str) -> None:
         """Another replica holds the lease now: stop serving the session here, quietly."""

@@ -7,7 +7,11 @@ import logging
 from typing import Protocol
 
 from stella_sdk.runtime.settings import RuntimeSettings
-from stella_sdk.runtime.signals import start_unless_stopped, stop_on_signals
+from stella_sdk.runtime.signals import (
+    dump_tasks_on_sigusr2,
+    start_unless_stopped,
+    stop_on_signals,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,7 @@ async def serve(process: Servable, label: str = "") -> None:
 
     ``label`` defaults to ``<name> <instance>``."""
     stop = stop_on_signals()
+    dump_tasks_on_sigusr2()
     label = label or f"{process.name} {process.settings.instance}"
     ready_file = process.settings.ready_file
     if ready_file is not None:  # a restarted container keeps its files: never look ready early

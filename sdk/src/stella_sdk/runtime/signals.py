@@ -10,9 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from collections.abc import Awaitable
 
-__all__ = ["start_unless_stopped", "stop_on_signals"]
+__all__ = ["dump_tasks_on_sigusr2", "start_unless_stopped", "stop_on_signals"]
+
+
+def dump_tasks_on_sigusr2() -> None:
+    """`kill -USR2 <pid>` prints every asyncio task's stack to stderr: where a stop that
+    does not end is waiting (`kill -USR1` prints the threads', where services enable it)."""
+
+    def dump() -> None:
+        for task in asyncio.all_tasks():
+            task.print_stack(limit=8, file=sys.stderr)
+        sys.stderr.flush()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, dump)
 
 
 def stop_on_signals() -> asyncio.Event:

@@ -160,10 +160,17 @@ class LiveSessions:
             return self.sessions[session_id]
         adopting = self._adopting.get(session_id)
         if adopting is None:  # two connections at once adopt it once
-            adopting = asyncio.ensure_future(self._adopt(session_id))
+            adopting = asyncio.ensure_future(self._adopt_logged(session_id))
             self._adopting[session_id] = adopting
             adopting.add_done_callback(lambda _: self._adopting.pop(session_id, None))
         return await asyncio.shield(adopting)
+
+    async def _adopt_logged(self, session_id: str) -> LiveSession | None:
+        try:
+            return await self._adopt(session_id)
+        except Exception:  # NATS failing over, say: the client may try again
+            log.exception("session %s: could not adopt it", session_id)
+            return None
 
     async def _adopt(self, session_id: str) -> LiveSession | None:
         if self.calls is None:
@@ -185,6 +192,9 @@ class LiveSessions:
             session_id, event.agent, event.room_name, event.metadata, created_at=envelope.ts
         )
         live.event_backlog = live.audio_backlog = None  # its client heard all that already
+        if await self.bus.has_ended(session_id):  # ended while we took it (now subscribed)
+            await self._forget(live)
+            return None
         log.warning("session %s adopted: its client reconnected here", session_id)
         return live
 
@@ -214,7 +224,10 @@ class LiveSessions:
         live.disconnected_at = None
         live.touch()
         if self.calls is not None and self.calls.offered(live.session_id):
-            await self.calls.take(live.session_id)  # its client is back: not offered now
+            try:  # its client is back: not offered now
+                await self.calls.take(live.session_id)
+            except Exception as exc:
+                log.warning("session %s: could not take its lease back: %s", live.session_id, exc)
 
     def detach(self, live: LiveSession, key: int) -> None:
         live.sinks.pop(key, None)

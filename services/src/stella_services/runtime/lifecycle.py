@@ -27,15 +27,7 @@ def configure_logging(level: str) -> None:
     )
 
 
-def dump_tasks() -> None:
-    """Every asyncio task's stack to stderr (`kill -USR2 <pid>`): where a stuck stop waits."""
-    for task in asyncio.all_tasks():
-        task.print_stack(limit=8, file=sys.stderr)
-    sys.stderr.flush()
-
-
 async def serve(service: Service) -> None:
-    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, dump_tasks)
     telemetry.setup_telemetry(service.name, service.settings.instance)
     try:
         await serve_process(service)
